@@ -1,0 +1,123 @@
+"""The continuous-time DDIM model of the assignment (Song et al. 2021; the Keras DDIM text).
+
+`DiffusionModel` holds everything but the three functions the students write:
+`diffusion_schedule`, `denoise` and `reverse_diffusion`. A subclass supplies them: the student's
+notebook, or the instructor's reference in `autograder/`. That keeps the solutions out of the
+library that students receive.
+
+Training is backend-agnostic Keras 3: a forward pass (`call`) is one denoising exercise, and
+`compute_loss` reduces it to the scalar noise MAE. Keras's own train step (TensorFlow or JAX)
+then differentiates it, so there is no `tf.GradientTape` here.
+"""
+
+import keras
+from keras import layers, ops
+
+from diffusion_course.devices import resolve_jit_compile
+from diffusion_course.networks import build_residual_unet, copy_network, update_ema_weights
+
+
+class DiffusionModel(keras.Model):
+    """A denoising diffusion model that predicts noise, with an EMA copy used for sampling."""
+
+    def __init__(self, config, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        image_shape = (config.image_size, config.image_size, 3)
+        # images are normalised to zero mean and unit variance, exactly like the noise
+        self.normalizer = keras.Sequential(
+            [keras.Input(shape=image_shape), layers.Normalization()], name="normalizer")
+        self.network = build_residual_unet(config)
+        self.ema_network = copy_network(self.network, name="ema_residual_unet")
+        self.ema_network.trainable = False
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.noise_loss_tracker = keras.metrics.Mean(name="n_loss")
+        self.image_loss_tracker = keras.metrics.Mean(name="i_loss")
+
+    # ---- the three functions of the assignment -------------------------------------------
+
+    def diffusion_schedule(self, diffusion_times):
+        """Maps diffusion times in [0, 1] to (noise_rates, signal_rates)."""
+        raise NotImplementedError("diffusion_schedule is implemented in the assignment.")
+
+    def denoise(self, noisy_images, noise_rates, signal_rates, training):
+        """Separates noisy images into (pred_noises, pred_images)."""
+        raise NotImplementedError("denoise is implemented in the assignment.")
+
+    def reverse_diffusion(self, initial_noise, diffusion_steps):
+        """Turns pure noise into images in `diffusion_steps` DDIM steps; returns pred_images."""
+        raise NotImplementedError("reverse_diffusion is implemented in the assignment.")
+
+    # ---- data scaling ------------------------------------------------------------------
+
+    def adapt_normalizer(self, dataset):
+        """Learns the per-channel mean and variance of the training images."""
+        self.normalizer.layers[-1].adapt(dataset)
+
+    def normalize(self, images):
+        return self.normalizer(images)
+
+    def denormalize(self, images):
+        """Back to pixel values in [0, 1]."""
+        normalization = self.normalizer.layers[-1]
+        images = normalization.mean + images * normalization.variance**0.5
+        return ops.clip(images, 0.0, 1.0)
+
+    # ---- training ----------------------------------------------------------------------
+
+    def compile(self, optimizer=None, **kwargs):
+        """AdamW with the configuration's learning rate and weight decay, unless given."""
+        if optimizer is None:
+            optimizer = keras.optimizers.AdamW(learning_rate=self.config.learning_rate,
+                                               weight_decay=self.config.weight_decay)
+        kwargs.setdefault("jit_compile", resolve_jit_compile(self.config.jit_compile))
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def call(self, images, training=False):
+        """One denoising exercise: noise the images at random diffusion times, then separate them.
+
+        Returns the tensors the loss needs. During training it also moves the EMA weights one
+        step towards the weights this step starts from, so the EMA needs no backend-specific
+        code after the optimizer (a lag of one step, negligible at decay 0.999).
+        """
+        images = self.normalize(images)
+        batch_size = ops.shape(images)[0]
+        noises = keras.random.normal(ops.shape(images), seed=self.seed_generator)
+        # sample uniform random diffusion times
+        diffusion_times = keras.random.uniform((batch_size, 1, 1, 1), seed=self.seed_generator)
+        noise_rates, signal_rates = self.diffusion_schedule(diffusion_times)
+        # mix the images with noises accordingly (DDIM eq. 4, continuous time)
+        noisy_images = signal_rates * images + noise_rates * noises
+
+        if training:
+            update_ema_weights(self.ema_network, self.network, self.config.ema)
+        pred_noises, pred_images = self.denoise(
+            noisy_images, noise_rates, signal_rates, training=training)
+        return {"images": images, "noises": noises,
+                "pred_noises": pred_noises, "pred_images": pred_images}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Mean absolute error of the predicted noise, reduced to a scalar.
+
+        The DDIM text recommends MAE over MSE on this dataset. The image loss is only a metric.
+        """
+        noise_loss = ops.mean(ops.abs(y_pred["noises"] - y_pred["pred_noises"]))
+        image_loss = ops.mean(ops.abs(y_pred["images"] - y_pred["pred_images"]))
+        self.noise_loss_tracker.update_state(noise_loss)
+        self.image_loss_tracker.update_state(image_loss)
+        return noise_loss
+
+    # ---- sampling ----------------------------------------------------------------------
+
+    def generate(self, num_images, diffusion_steps, initial_noise=None, seed=None):
+        """noise -> images -> denormalized images in [0, 1]."""
+        if initial_noise is None:
+            size = self.config.image_size
+            initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)
+        generated_images = self.reverse_diffusion(initial_noise, diffusion_steps)
+        return self.denormalize(generated_images)
+
+    def checkpoint_parts(self):
+        """The named networks that a checkpoint stores."""
+        return {"network": self.network, "ema_network": self.ema_network,
+                "normalizer": self.normalizer}
