@@ -146,8 +146,9 @@ class DDIMConfig(_ProfileMixin):
 DDIMConfig._profiles = {
     "full": {},
     "quick": dict(
-        image_size=16, widths=(8, 16), block_depth=1, batch_size=16, dataset_repetitions=1,
-        num_epochs=1, embedding_dims=16, kid_diffusion_steps=3, plot_diffusion_steps=5,
+        image_size=16, widths=(16, 32), block_depth=1, batch_size=16, dataset_repetitions=1,
+        num_epochs=2, embedding_dims=16, learning_rate=3e-3, kid_diffusion_steps=3,
+        plot_diffusion_steps=5,
     ),
 }
 

@@ -38,6 +38,8 @@ class GaussianDiffusion:
             "betas": betas,
             "alphas_cumprod": alphas_cumprod,
             "alphas_cumprod_prev": alphas_cumprod_prev,
+            # 1 - ᾱ_t is formed in float64: in float32 it loses 4 digits at t = 0
+            "one_minus_alphas_cumprod": 1.0 - alphas_cumprod,
             "sqrt_alphas_cumprod": np.sqrt(alphas_cumprod),
             "sqrt_one_minus_alphas_cumprod": np.sqrt(1.0 - alphas_cumprod),
             "log_one_minus_alphas_cumprod": np.log(1.0 - alphas_cumprod),
@@ -61,7 +63,7 @@ class GaussianDiffusion:
     def q_mean_variance(self, x_start, t):
         """Mean, variance and log-variance of q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) (eq. 4)."""
         mean = self._extract(self.sqrt_alphas_cumprod, t) * x_start
-        variance = self._extract(1.0 - self.alphas_cumprod, t)
+        variance = self._extract(self.one_minus_alphas_cumprod, t)
         log_variance = self._extract(self.log_one_minus_alphas_cumprod, t)
         return mean, variance, log_variance
 

@@ -1,0 +1,174 @@
+"""Self-checks for the DDIM assignment: quick CPU tests that say what is wrong.
+
+They check properties, not a hidden answer: the rate identities of the schedule, that a network
+which knows the true noise lets `denoise` reconstruct the images, and that a sampler driven by
+an oracle network lands on the image the oracle knows. Each check raises `SelfCheckError` with
+what was expected and what came back.
+"""
+
+import numpy as np
+from keras import ops
+
+from diffusion_course.ddim import DiffusionModel
+
+
+class SelfCheckError(AssertionError):
+    """A self-check failed; the message says what was expected and what came back."""
+
+
+def _expect(condition, message):
+    if not condition:
+        raise SelfCheckError(message)
+
+
+def _numpy(value):
+    return np.asarray(ops.convert_to_numpy(value))
+
+
+class _RecordingNetwork:
+    """Stands in for a Keras network: returns a chosen noise and records what it was given."""
+
+    def __init__(self, name, noise_for):
+        self.name = name
+        self.noise_for = noise_for
+        self.calls = []
+
+    def __call__(self, inputs, training=False):
+        noisy_images, noise_variances = inputs
+        self.calls.append((_numpy(noisy_images), _numpy(noise_variances), training))
+        return ops.convert_to_tensor(self.noise_for(_numpy(noisy_images),
+                                                    _numpy(noise_variances)))
+
+
+def _model_with(functions, config, network=None, ema_network=None):
+    """A DiffusionModel whose methods are `functions` and whose networks are stand-ins."""
+    model_class = type("SelfCheckModel", (DiffusionModel,), dict(functions))
+    model = model_class(config)
+    if network is not None:
+        # bypass Keras attribute tracking: the stand-ins are plain Python objects
+        object.__setattr__(model, "network", network)
+        object.__setattr__(model, "ema_network", ema_network)
+    return model
+
+
+def check_diffusion_schedule(diffusion_schedule, config):
+    """signal² + noise² = 1, the endpoints hit the bounds, rates are monotone and float32."""
+    model = _model_with({"diffusion_schedule": diffusion_schedule}, config)
+    times = np.linspace(0.0, 1.0, 11, dtype="float32").reshape(-1, 1, 1, 1)
+    result = model.diffusion_schedule(ops.convert_to_tensor(times))
+    _expect(isinstance(result, (tuple, list)) and len(result) == 2,
+            f"diffusion_schedule should return (noise_rates, signal_rates), got {type(result)}")
+    noise_rates, signal_rates = (_numpy(rate) for rate in result)
+    _expect(noise_rates.shape == times.shape and signal_rates.shape == times.shape,
+            f"rates should have the shape of diffusion_times {times.shape}, got "
+            f"{noise_rates.shape} and {signal_rates.shape}")
+    _expect(noise_rates.dtype == np.float32 and signal_rates.dtype == np.float32,
+            f"rates should be float32, got {noise_rates.dtype} and {signal_rates.dtype}")
+    power = noise_rates**2 + signal_rates**2
+    _expect(np.allclose(power, 1.0, atol=1e-5),
+            f"noise_rate² + signal_rate² should be 1 at every time, got values from "
+            f"{power.min():.4f} to {power.max():.4f}")
+    _expect(np.isclose(signal_rates[0].item(), config.max_signal_rate, atol=1e-5),
+            f"signal_rate at t=0 should be max_signal_rate={config.max_signal_rate}, got "
+            f"{signal_rates[0].item():.4f}" + (" (are sin and cos swapped?)"
+                                               if noise_rates[0].item() > 0.5 else ""))
+    _expect(np.isclose(signal_rates[-1].item(), config.min_signal_rate, atol=1e-5),
+            f"signal_rate at t=1 should be min_signal_rate={config.min_signal_rate}, got "
+            f"{signal_rates[-1].item():.4f}")
+    _expect(np.all(np.diff(signal_rates.ravel()) < 0),
+            "signal_rates should decrease as diffusion time grows")
+    return "diffusion_schedule: all self-checks passed"
+
+
+def check_denoise(denoise, config, seed=0):
+    """With a network that knows the true noise, denoise must give back the clean images."""
+    rng = np.random.default_rng(seed)
+    size = config.image_size
+    images = rng.standard_normal((3, size, size, 3)).astype("float32")
+    noises = rng.standard_normal(images.shape).astype("float32")
+    noise_rates = np.array([0.2, 0.6, 0.95], "float32").reshape(-1, 1, 1, 1)
+    signal_rates = np.sqrt(1.0 - noise_rates**2)
+    noisy_images = signal_rates * images + noise_rates * noises
+
+    def true_noise(_, noise_variances):
+        # this stand-in only knows the noise if it is told the noise *variance*
+        _expect(np.allclose(noise_variances.reshape(-1), (noise_rates**2).reshape(-1),
+                            atol=1e-5),
+                f"the network should receive the noise variance noise_rate² = "
+                f"{np.round(noise_rates.ravel()**2, 3)}, got "
+                f"{np.round(noise_variances.ravel(), 3)}")
+        return noises
+
+    network = _RecordingNetwork("network", true_noise)
+    ema_network = _RecordingNetwork("ema_network", true_noise)
+    model = _model_with({"denoise": denoise}, config, network, ema_network)
+
+    for training, expected_network in ((True, network), (False, ema_network)):
+        network.calls.clear()
+        ema_network.calls.clear()
+        pred_noises, pred_images = (_numpy(value) for value in model.denoise(
+            ops.convert_to_tensor(noisy_images), ops.convert_to_tensor(noise_rates),
+            ops.convert_to_tensor(signal_rates), training=training))
+        _expect(len(expected_network.calls) == 1,
+                f"with training={training} denoise should call self.{expected_network.name} "
+                f"once; calls: network={len(network.calls)}, "
+                f"ema_network={len(ema_network.calls)}")
+        _expect(np.allclose(pred_noises, noises, atol=1e-5),
+                "pred_noises should be the network's output")
+        error = np.abs(pred_images - images).max()
+        _expect(error < 1e-3,
+                f"with the true noise, pred_images should equal the clean images; the largest "
+                f"difference is {error:.4f}")
+    return "denoise: all self-checks passed"
+
+
+def check_reverse_diffusion(reverse_diffusion, diffusion_schedule, denoise, config, seed=0):
+    """A sampler driven by an oracle that knows one image must return that image."""
+    rng = np.random.default_rng(seed)
+    size = config.image_size
+    target = rng.standard_normal((1, size, size, 3)).astype("float32")
+    initial_noise = rng.standard_normal((2, size, size, 3)).astype("float32")
+
+    def oracle_noise(noisy_images, noise_variances):
+        noise_rates = np.sqrt(noise_variances)
+        signal_rates = np.sqrt(1.0 - noise_variances)
+        return (noisy_images - signal_rates * target) / noise_rates
+
+    network = _RecordingNetwork("network", oracle_noise)
+    ema_network = _RecordingNetwork("ema_network", oracle_noise)
+    model = _model_with({"reverse_diffusion": reverse_diffusion,
+                         "diffusion_schedule": diffusion_schedule, "denoise": denoise},
+                        config, network, ema_network)
+    for steps in (1, 4):
+        ema_network.calls.clear()
+        generated = _numpy(model.reverse_diffusion(ops.convert_to_tensor(initial_noise), steps))
+        _expect(generated.shape == initial_noise.shape,
+                f"reverse_diffusion should return images shaped {initial_noise.shape}, "
+                f"got {generated.shape}")
+        _expect(len(ema_network.calls) == steps and not network.calls,
+                f"with {steps} steps the EMA network should be called {steps} times (and the "
+                f"training network never); got {len(ema_network.calls)} and "
+                f"{len(network.calls)}")
+        first_variance = ema_network.calls[0][1].ravel()[0]
+        max_noise_variance = 1.0 - config.min_signal_rate**2
+        _expect(np.isclose(first_variance, max_noise_variance, atol=1e-4),
+                f"the first step should start at diffusion time 1 (noise variance "
+                f"{max_noise_variance:.4f}), got {first_variance:.4f}")
+        error = np.abs(generated - target).max()
+        _expect(error < 1e-3,
+                f"with an oracle network that knows the image, reverse_diffusion should return "
+                f"the predicted images equal to it; the largest difference is {error:.3f} "
+                f"(are you returning the noisy images instead?)")
+    return "reverse_diffusion: all self-checks passed"
+
+
+UNLEARNED_NOISE_MAE = float(np.sqrt(2.0 / np.pi))  # E|ε| for ε ~ N(0, 1): predicting zero
+
+
+def check_training(history, threshold=0.7):
+    """The last epoch's noise MAE must fall below √(2/π) ≈ 0.798, the unlearned loss."""
+    losses = history.history["n_loss"]
+    _expect(losses[-1] < threshold,
+            f"after training, the noise MAE should be below {threshold} (a model that learned "
+            f"nothing sits at √(2/π) ≈ {UNLEARNED_NOISE_MAE:.3f}); got {losses[-1]:.3f}")
+    return f"training: noise MAE fell from {losses[0]:.3f} to {losses[-1]:.3f}"
