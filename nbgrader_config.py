@@ -1,0 +1,81 @@
+"""nbgrader 0.9 configuration of the course. Each setting says why it is there.
+
+The course folder is this repository: `solutions/` is the instructor source and `assignment/`
+the student release. Grading runs in a sandboxed kernel and the hidden tests run outside it
+(see autograder/README.md). `python -m autograder.demo` grades the bundled sample submissions.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    Execute,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent
+# the autograder package must be importable in nbgrader's own process (the verdict preprocessor)
+sys.path.insert(0, str(REPO_ROOT))
+
+from autograder.verdict import ExternalVerdict  # noqa: E402
+
+c = get_config()  # noqa: F821 (nbgrader provides get_config)
+
+# Course layout: our top-level folders instead of nbgrader's default step names.
+c.CourseDirectory.root = os.environ.get("AUTOGRADER_COURSE_ROOT", str(REPO_ROOT))
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "assignment"
+# Only notebooks are taken from a submission: a fake numpy/ or autograder/ folder beside the
+# notebook would otherwise be copied next to it and shadow the real package.
+c.CourseDirectory.include = ["*.ipynb"]
+
+# The sandboxed kernel (autograder/kernels/ddim-grading): nbgrader would otherwise use the source
+# notebook's kernel name, and a missing kernel fails every submission with NoSuchKernel.
+os.environ["JUPYTER_PATH"] = os.pathsep.join(
+    filter(None, [str(REPO_ROOT / "autograder"), os.environ.get("JUPYTER_PATH")]))
+c.Execute.kernel_name = "ddim-grading"
+# The sandbox finds the course root through this variable, to hide the gradebook and others.
+os.environ["AUTOGRADER_COURSE_ROOT"] = c.CourseDirectory.root
+# The library and the autograder are importable in the grading process; PYTHONPATH comes
+# before the kernel's cwd, so a student's same-named folder cannot shadow them.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+# nbgrader creates the gradebook with `alembic` from PATH: put this environment's bin first.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+
+# Per-cell timeout: autograding always runs the quick profile, whose slowest cell (training)
+# takes ~10 s on a 2-core CPU; a loop that never ends is interrupted after this many seconds.
+c.Execute.timeout = int(os.environ.get("DDIM_CELL_TIMEOUT", "60"))
+c.Execute.interrupt_on_timeout = True
+
+# Any stderr output zeroes a passing test cell: silence TensorFlow's C++ logs in the kernel ...
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+os.environ["KERAS_BACKEND"] = "tensorflow"
+# ... and drop the warning lines that still reach stderr (absl, Keras/TF/numpy warnings).
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = (
+    r"(?m)(WARNING: All log messages before absl|^[IWE]\d{4} |UserWarning|DeprecationWarning"
+    r"|FutureWarning|RuntimeWarning|oneDNN custom operations|cuda_?(drivers|platform))"
+)
+
+# A test cell the student deleted is added back and graded, not left blank.
+c.OverwriteCells.add_missing_cells = True
+
+# The hidden tests: ExternalVerdict runs the student's functions in a fresh sandboxed process
+# and replaces each graded test cell's outputs with a verdict the kernel cannot forge.
+c.Autograde.autograde_preprocessors = [
+    Execute,
+    IgnorePattern,
+    ExternalVerdict,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
