@@ -1,0 +1,441 @@
+"""Checkpoints: a set of named networks in the Keras 3 weights format, with a JSON manifest.
+
+A checkpoint is one folder:
+
+    runs/flowers/checkpoint/
+        manifest.json              config, step, seed, library versions, sha256 of every file
+        network.weights.h5
+        ema_network.weights.h5
+
+    save_checkpoint("runs/flowers/checkpoint", model.checkpoint_parts(), config, step, seed)
+    load_checkpoint("runs/flowers/checkpoint", model.checkpoint_parts(), config)
+
+Saving never destroys the previous checkpoint, even when the process is killed at any moment:
+
+1. everything is written into a new sibling folder `.tmp-<name>-<random>` and flushed to disk;
+2. the previous checkpoint `<name>` is renamed aside to `.old-<name>-<random>`;
+3. the new folder is renamed to `<name>`;
+4. the old copy is deleted.
+
+A rename within one file system is atomic, so at every instant one complete checkpoint exists:
+at `<name>`, or, only between steps 2 and 3, at `.old-<name>-<random>`. Loading falls back to
+that aside copy (with a warning), and the next save renames it back before it starts and deletes
+leftover `.tmp-`/`.old-` folders. One process at a time may save to a given folder, and a save
+refuses to replace a non-empty folder that is not a checkpoint.
+
+A configuration check on loading compares every field except `RUNTIME_FIELDS`: the fields that
+change neither the weights' shapes nor what the network's inputs and outputs mean (the noise
+schedule is part of that meaning), so a checkpoint can be sampled or trained on with another
+batch size, learning rate or speed setting.
+"""
+
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import operator
+import os
+import platform
+import re
+import secrets
+import shutil
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import keras
+import numpy as np
+
+MANIFEST_NAME = "manifest.json"
+WEIGHTS_SUFFIX = ".weights.h5"
+FORMAT_VERSION = 1
+
+# speed, naming, optimisation and evaluation settings: loading may change them freely
+RUNTIME_FIELDS = frozenset({
+    "profile", "jit_compile", "mixed_precision",
+    "batch_size", "num_epochs", "dataset_repetitions", "learning_rate", "weight_decay", "ema",
+    "kid_image_size", "kid_diffusion_steps", "plot_diffusion_steps",
+})
+
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+class CheckpointError(Exception):
+    """Something is wrong with a checkpoint folder; the subclasses say what."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """There is no checkpoint at the given path."""
+
+
+class CheckpointCorruptError(CheckpointError, ValueError):
+    """A file of the checkpoint is missing, unreadable, or differs from its recorded sha256."""
+
+
+class CheckpointMismatchError(CheckpointError, ValueError):
+    """The checkpoint does not fit the configuration or the networks it is loaded into."""
+
+
+# ---- saving --------------------------------------------------------------------------------
+
+
+def save_checkpoint(directory, networks, config, step, seed, extra=None):
+    """Saves `networks` (a dict name -> keras.Model) and a manifest to `directory`, atomically.
+
+    `config` is the model's configuration object (or None), `step` the number of training steps
+    so far, `seed` the run's random seed (or None), and `extra` a JSON-ready dict of anything
+    else worth keeping (losses, KID with its feature extractor's name, wall time). Any object
+    with `save_weights`/`load_weights` may be stored, e.g. a compiled model with its optimizer.
+    Returns the manifest.
+    """
+    directory = Path(os.path.abspath(directory))
+    _check_networks(networks)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "config_class": None if config is None else type(config).__name__,
+        "config": None if config is None else _json_ready(config.to_dict(), "config"),
+        "profile": getattr(config, "profile", None),
+        "step": _integer(step, "step"),
+        "seed": None if seed is None else _integer(seed, "seed"),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        "networks": {},
+        "extra": _json_ready({} if extra is None else extra, "extra"),
+    }
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _finish_interrupted_saves(directory)
+    _refuse_to_replace_other_files(directory)
+
+    temporary = _new_sibling(directory, "tmp")
+    os.mkdir(temporary)
+    try:
+        for name, network in networks.items():
+            path = temporary / f"{name}{WEIGHTS_SUFFIX}"
+            network.save_weights(str(path))
+            _fsync(path)
+            manifest["networks"][name] = {
+                "file": path.name, "sha256": _sha256(path), "size_bytes": path.stat().st_size,
+            }
+        _write_json(temporary / MANIFEST_NAME, manifest)
+        _fsync(temporary)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    _swap_into_place(temporary, directory)
+    return manifest
+
+
+def library_versions():
+    """The versions that produced a checkpoint: Python, Keras and its backend, NumPy, and us."""
+    versions = {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "numpy": np.__version__,
+        "diffusion_course": _package_version(),
+    }
+    # installed metadata, not imports: importing TensorFlow under JAX would cost seconds
+    for package in ("tensorflow", "jax", "jaxlib", "torch", "h5py"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _package_version():
+    try:
+        return importlib.metadata.version("diffusion-course")
+    except importlib.metadata.PackageNotFoundError:
+        from diffusion_course import __version__
+
+        return __version__
+
+
+def _swap_into_place(temporary, directory):
+    """Steps 2-4 of the module docstring: old aside, new in, old deleted."""
+    aside = None
+    if directory.exists():
+        aside = _new_sibling(directory, "old")
+        _rename(directory, aside)
+    try:
+        _rename(temporary, directory)
+    except BaseException:
+        if aside is not None:
+            _rename(aside, directory)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside)
+
+
+def _finish_interrupted_saves(directory):
+    """Puts back a checkpoint that a killed save left aside, and deletes unfinished folders."""
+    if not directory.exists():
+        aside = _newest_aside(directory)
+        if aside is not None:
+            _rename(aside, directory)
+    for leftover in _siblings(directory, "tmp") + _siblings(directory, "old"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _refuse_to_replace_other_files(directory):
+    """A save replaces the whole folder, so it must hold a checkpoint or nothing at all."""
+    if not directory.exists():
+        return
+    if directory.is_dir():
+        if (directory / MANIFEST_NAME).is_file() or not any(directory.iterdir()):
+            return
+    raise FileExistsError(
+        f"{directory} exists but is not a checkpoint (it has no {MANIFEST_NAME}), and saving "
+        f"would replace it. Save into a folder of its own, e.g. {directory / 'checkpoint'}."
+    )
+
+
+def _new_sibling(directory, kind):
+    while True:
+        sibling = directory.with_name(f".{kind}-{directory.name}-{secrets.token_hex(4)}")
+        if not os.path.lexists(sibling):
+            return sibling
+
+
+def _siblings(directory, kind):
+    """`.tmp-`/`.old-` folders of exactly this checkpoint (not of `<name>-2`, say)."""
+    pattern = re.compile(rf"\.{kind}-{re.escape(directory.name)}-[0-9a-f]{{8}}")
+    if not directory.parent.is_dir():
+        return []
+    return [path for path in directory.parent.iterdir()
+            if pattern.fullmatch(path.name) and path.is_dir()]
+
+
+def _newest_aside(directory):
+    complete = [path for path in _siblings(directory, "old") if (path / MANIFEST_NAME).is_file()]
+    return max(complete, key=lambda path: path.stat().st_mtime, default=None)
+
+
+def _rename(source, target):
+    os.rename(source, target)
+    # flush the parent folder's entries, so a power cut cannot undo the rename
+    _fsync(target.parent)
+
+
+def _fsync(path):
+    if os.name == "nt" and path.is_dir():
+        return  # Windows cannot open folders; NTFS journals renames itself
+    descriptor = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_json(path, value):
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(value, file, indent=2, sort_keys=True)
+        file.write("\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _integer(value, name):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}={value!r} must be an integer (or a NumPy integer).") from None
+
+
+def _json_ready(value, name):
+    """`value` as plain JSON types: NumPy and backend scalars and arrays become numbers/lists."""
+
+    def convert(item):
+        if hasattr(item, "__array__"):  # NumPy, TensorFlow, JAX and Keras values alike
+            return np.asarray(item).tolist()
+        if isinstance(item, (tuple, set, frozenset)):
+            return list(item)
+        raise TypeError(
+            f"{name} holds {item!r:.60}, of type {type(item).__name__}, which JSON cannot store. "
+            "Convert it to a number, string, list or dict first."
+        )
+
+    return json.loads(json.dumps(value, default=convert))
+
+
+def _check_networks(networks):
+    if not isinstance(networks, Mapping) or not networks:
+        raise TypeError(
+            f"networks must be a non-empty dict name -> keras.Model, e.g. "
+            f"{{'network': network, 'ema_network': ema_network}}; got {type(networks).__name__}."
+        )
+    for name, network in networks.items():
+        if not isinstance(name, str) or not _NETWORK_NAME.fullmatch(name):
+            raise ValueError(
+                f"Network name {name!r} cannot be a file name: use letters, digits, '_', '.' "
+                "and '-', not starting with '.' or '-'."
+            )
+        if not (callable(getattr(network, "save_weights", None))
+                and callable(getattr(network, "load_weights", None))):
+            raise TypeError(
+                f"networks[{name!r}] is a {type(network).__name__}, which has no "
+                "save_weights/load_weights. Pass a keras.Model; to keep an optimizer's state, "
+                "pass the compiled model that holds it."
+            )
+
+
+# ---- reading and loading -------------------------------------------------------------------
+
+
+def read_manifest(directory):
+    """The manifest of the checkpoint at `directory`, checked for shape but not for hashes."""
+    return _read_manifest_in(_existing_checkpoint(directory))
+
+
+def verify_checkpoint(directory):
+    """Checks that every listed file exists and has its recorded sha256; returns the manifest."""
+    folder = _existing_checkpoint(directory)
+    manifest = _read_manifest_in(folder)
+    _verify_files(folder, manifest, manifest["networks"])
+    return manifest
+
+
+def load_checkpoint(directory, networks, config=None):
+    """Loads the weights of `networks` (a dict name -> keras.Model) and returns the manifest.
+
+    The names may be a subset of those saved (e.g. only "ema_network" for sampling). With
+    `config`, every field outside `RUNTIME_FIELDS` must equal the saved one. Every file is
+    checked against its sha256 before any weights are loaded.
+    """
+    folder = _existing_checkpoint(directory)
+    manifest = _read_manifest_in(folder)
+    _check_networks(networks)
+    unknown = sorted(set(networks) - set(manifest["networks"]))
+    if unknown:
+        raise CheckpointMismatchError(
+            f"The checkpoint at {folder} has no network(s) {unknown}; it holds "
+            f"{sorted(manifest['networks'])}. Use those names as the keys of `networks`."
+        )
+    if config is not None:
+        _check_config(config, manifest, folder)
+    _verify_files(folder, manifest, networks)
+    for name, network in networks.items():
+        path = folder / manifest["networks"][name]["file"]
+        try:
+            network.load_weights(str(path))
+        except ValueError as error:
+            raise CheckpointMismatchError(
+                f"Network {name!r} does not fit the weights in {path}: "
+                f"{str(error).splitlines()[0]} Build it from the checkpoint's own configuration, "
+                f"{manifest['config_class']}.from_dict(read_manifest({str(folder)!r})['config'])."
+            ) from error
+    return manifest
+
+
+def _existing_checkpoint(directory):
+    """`directory`, or the copy that a killed save left renamed aside, or a clear error."""
+    directory = Path(os.path.abspath(directory))
+    if directory.is_dir():
+        return directory
+    if directory.exists():
+        raise CheckpointNotFoundError(
+            f"{directory} is a file, but a checkpoint is a folder holding {MANIFEST_NAME}. "
+            "Pass the folder that save_checkpoint wrote."
+        )
+    aside = _newest_aside(directory)
+    if aside is not None:
+        warnings.warn(
+            f"{directory} is missing because a save was killed while swapping folders; loading "
+            f"the previous checkpoint from {aside.name}. The next save_checkpoint to this path "
+            "puts it back.",
+            stacklevel=3,
+        )
+        return aside
+    raise CheckpointNotFoundError(
+        f"There is no checkpoint at {directory}: the folder does not exist. Check the path, or "
+        "write one first with save_checkpoint."
+    )
+
+
+def _read_manifest_in(folder):
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise CheckpointCorruptError(
+            f"{folder} has no {MANIFEST_NAME}: it is not a folder written by save_checkpoint, or "
+            "its copy is incomplete. Point at the folder that holds the manifest, or re-copy it."
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointCorruptError(
+            f"{path} is not valid JSON ({error}): the file is truncated or was modified; "
+            "re-copy it or regenerate the checkpoint."
+        ) from error
+    networks = manifest.get("networks") if isinstance(manifest, dict) else None
+    if not isinstance(networks, dict) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("file"), str)
+        and Path(entry["file"]).name == entry["file"] and isinstance(entry.get("sha256"), str)
+        for entry in networks.values()
+    ):
+        raise CheckpointCorruptError(
+            f"{path} does not list its networks as name -> {{'file', 'sha256'}} inside the "
+            "folder: it was modified or is not a diffusion_course manifest. Re-copy or regenerate."
+        )
+    format_version = manifest.get("format_version")
+    if not isinstance(format_version, int) or format_version > FORMAT_VERSION:
+        raise CheckpointMismatchError(
+            f"{path} has format version {format_version!r}, but this library reads versions up "
+            f"to {FORMAT_VERSION}. Update diffusion_course, or regenerate the checkpoint."
+        )
+    return manifest
+
+
+def _verify_files(folder, manifest, names):
+    for name in names:
+        entry = manifest["networks"][name]
+        path = folder / entry["file"]
+        if not path.is_file():
+            raise CheckpointCorruptError(
+                f"{path} is missing, but the manifest lists it for network {name!r}. "
+                "Re-copy the whole checkpoint folder or regenerate it."
+            )
+        actual = _sha256(path)
+        if actual != entry["sha256"]:
+            raise CheckpointCorruptError(
+                f"{path} is corrupt: its sha256 is {actual}, but the manifest expects "
+                f"{entry['sha256']} ({path.stat().st_size} bytes found, "
+                f"{entry.get('size_bytes', 'unknown')} recorded). The file is truncated or was "
+                "modified; re-copy it or regenerate it."
+            )
+
+
+def _check_config(config, manifest, folder):
+    expected_class = type(config).__name__
+    if manifest.get("config_class") != expected_class:
+        raise CheckpointMismatchError(
+            f"The checkpoint at {folder} was saved with config class "
+            f"{manifest.get('config_class')!r}, but a {expected_class} was given. Load it into "
+            "the model family it was trained for."
+        )
+    expected = _json_ready(config.to_dict(), "config")
+    found = manifest.get("config") or {}
+    missing = "(missing)"
+    differences = [
+        f"  {field}: expected {expected.get(field, missing)!r}, "
+        f"checkpoint has {found.get(field, missing)!r}"
+        for field in sorted(set(expected) | set(found))
+        if field not in RUNTIME_FIELDS and expected.get(field, missing) != found.get(field, missing)
+    ]
+    if differences:
+        raise CheckpointMismatchError(
+            f"The checkpoint at {folder} was trained with a different configuration. These "
+            "fields define the networks' weights or the noise schedule, so they must match:\n"
+            + "\n".join(differences)
+            + f"\nLoad it with its own configuration, {expected_class}.from_dict("
+            f"read_manifest({str(folder)!r})['config']), or train a new one."
+        )
