@@ -1,4 +1,4 @@
-"""The denoising networks: the DDIM residual U-Net, the DDPM attention U-Net, and their EMA copies."""
+"""The denoising networks: the DDIM residual U-Net, the DDPM attention U-Net, EMA copies."""
 
 from diffusion_course.networks.attention_unet import build_attention_unet
 from diffusion_course.networks.ema import copy_network, update_ema_weights
