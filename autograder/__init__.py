@@ -1,0 +1,3 @@
+"""The instructor side of the course: the reference, the hidden tests and their sandbox."""
+
+VERDICTS_FILE = "autograder_verdicts.json"  # the judge's verdicts, beside each graded notebook

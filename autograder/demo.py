@@ -23,8 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from autograder import sandbox, scanner
-from autograder.verdict import VERDICTS_FILE
+from autograder import VERDICTS_FILE, sandbox, scanner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "ddim"
@@ -132,7 +131,7 @@ def manual_answer_state(course_root, student):
 
 def print_table(results, grades, course_root):
     cell_ids = sorted({grade_id for cells in grades.values() for grade_id in cells})
-    header = ["student", *cell_ids, "total", "summary", "seconds", "status"]
+    header = ["student", *cell_ids, "total", "written summary", "seconds", "status"]
     rows = []
     for result in results:
         student = result["student"]

@@ -97,7 +97,10 @@ def _inside(plan, command):
         _cover(Path(path))
     for path in plan["read_only"]:
         _read_only(Path(path))
-    child = subprocess.Popen(command)
+    # ipykernel shuts down when its parent looks like PID 1 (an orphan); in this namespace the
+    # parent *is* PID 1, so its parent poller is turned off. The namespace cleans up instead.
+    environment = {key: value for key, value in os.environ.items() if key != "JPY_PARENT_PID"}
+    child = subprocess.Popen(command, env=environment)
     for forwarded in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(forwarded, lambda number, _: child.send_signal(number))
     # when this process (PID 1 of the namespace) exits, the kernel kills every process left

@@ -33,9 +33,11 @@ def scan_notebook(path):
         return [("-", "is not a readable notebook", str(error)[:120])]
     findings = []
     for index, cell in enumerate(notebook.get("cells", [])):
-        if cell.get("cell_type") != "code":
-            continue
-        label = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", f"cell {index}")
+        nbgrader = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") != "code" or (nbgrader.get("locked") and
+                                                not nbgrader.get("solution")):
+            continue  # locked cells are the instructor's, restored by nbgrader before grading
+        label = nbgrader.get("grade_id", f"cell {index}")
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else source
         for line in source.splitlines():

@@ -15,11 +15,13 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool
 
-from autograder import judge
+from autograder import VERDICTS_FILE, judge
 from autograder.reference import FUNCTION_NAMES, setup_source
 
-VERDICTS_FILE = "autograder_verdicts.json"
-SANDBOX_PREFIX = (sys.executable, "-m", "autograder.sandbox", "run", "--no-network", "--")
+# the student runner is the one file of the autograder that sandboxed code may see
+RUNNER = Path(__file__).resolve().parent / "student_runner.py"
+SANDBOX_PREFIX = (sys.executable, "-m", "autograder.sandbox", "run", "--no-network",
+                  "--allow", str(RUNNER), "--")
 
 
 def answer_sources(notebook):

@@ -1,0 +1,2 @@
+def grade(*args, **kwargs):
+    return {}
