@@ -128,8 +128,8 @@ def _notebook_with(answers, summary=SUMMARY):
     return notebook
 
 
-def _write(student, notebook, name=NOTEBOOK, extra_files=None):
-    folder = SUBMISSIONS / student
+def _write(target, student, notebook, name=NOTEBOOK, extra_files=None):
+    folder = Path(target) / student
     folder.mkdir(parents=True)
     text = notebook if isinstance(notebook, str) else json.dumps(notebook, indent=1) + "\n"
     (folder / name).write_text(text)
@@ -138,31 +138,33 @@ def _write(student, notebook, name=NOTEBOOK, extra_files=None):
         (folder / relative).write_text(content)
 
 
-def build():
-    """Rewrites autograder/submissions/ from the release, the solution and the mistakes."""
-    if SUBMISSIONS.exists():
-        shutil.rmtree(SUBMISSIONS)
+def build(target=SUBMISSIONS):
+    """Rewrites `target` from the release, the solution and the mistakes."""
+    target = Path(target)
+    if target.exists():
+        shutil.rmtree(target)
     solution = solution_sources()
     unanswered = unanswered_submission(*FUNCTION_NAMES)
 
-    _write("correct", _notebook_with(solution))
-    _write("untouched", json.loads(RELEASE.read_text()))
+    _write(target, "correct", _notebook_with(solution))
+    _write(target, "untouched", json.loads(RELEASE.read_text()))
     for name in MISTAKES:
-        _write(f"mistake-{name.replace('_', '-')}", _notebook_with(mistaken_submission(name)))
+        _write(target, f"mistake-{name.replace('_', '-')}",
+               _notebook_with(mistaken_submission(name)))
     for student, cheat in CHEATS.items():
         answers = {**unanswered, "diffusion_schedule": cheat + unanswered["diffusion_schedule"]}
         if student == "cheat-reads-solutions":
             answers = {name: cheat for name in FUNCTION_NAMES}
         extra = FAKE_PACKAGES if student == "cheat-fake-packages" else None
-        _write(student, _notebook_with(answers), extra_files=extra)
+        _write(target, student, _notebook_with(answers), extra_files=extra)
 
-    _write("broken-kernel-exit", _notebook_with(
+    _write(target, "broken-kernel-exit", _notebook_with(
         {**solution, "denoise": "import os\nos._exit(1)\n" + solution["denoise"]}))
-    _write("broken-invalid-json", json.dumps(_notebook_with(solution))[:2000])
-    _write("broken-renamed-file", _notebook_with(solution), name="ddim (1).ipynb")
-    _write("broken-endless-loop", _notebook_with(
+    _write(target, "broken-invalid-json", json.dumps(_notebook_with(solution))[:2000])
+    _write(target, "broken-renamed-file", _notebook_with(solution), name="ddim (1).ipynb")
+    _write(target, "broken-endless-loop", _notebook_with(
         {**solution, "denoise": "while True:\n    pass\n" + solution["denoise"]}))
-    return sorted(path.name for path in SUBMISSIONS.iterdir())
+    return sorted(path.name for path in target.iterdir())
 
 
 if __name__ == "__main__":
