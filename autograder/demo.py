@@ -113,8 +113,9 @@ def read_grades(course_root, students):
             except Exception:  # noqa: BLE001 - a failed submission has no notebook row
                 grades[student] = {}
                 continue
+            # the written summary is graded by hand: its state is reported, not a score
             grades[student] = {grade.name: (grade.score, grade.max_score)
-                               for grade in submission.grades}
+                               for grade in submission.grades if grade.name != "summary"}
     return grades
 
 
