@@ -98,7 +98,10 @@ def test_an_equivalent_solution_written_differently_passes(grade_submission):
         assert verdict.passed, (cell, verdict.message)
 
 
-@pytest.mark.parametrize("mistake_name", sorted(MISTAKES))
+# one mistake per kind of check here; the end-to-end test (tests/test_autograder.py) grades
+# every mistake in MISTAKES through nbgrader
+@pytest.mark.parametrize("mistake_name", ["schedule_sin_cos_swapped",
+                                          "sampler_remixes_at_current_rates"])
 def test_a_typical_mistake_fails_only_its_own_test(grade_submission, mistake_name):
     mistake = MISTAKES[mistake_name]
     verdicts = grade_submission(mistaken_submission(mistake_name))
