@@ -1,0 +1,108 @@
+"""The command line for teaching assistants: `python -m diffusion_course COMMAND ...`.
+
+    train       train a model: progress bar, CSV/TensorBoard logs, sample grids, checkpoints,
+                best-by-KID selection, exact --resume
+    sample      a PNG grid or a GIF of the sampling process, from a checkpoint
+    evaluate    the KID of a checkpoint against the validation images
+    verify      check a checkpoint's manifest, sha256s and configuration
+    references  regenerate every reference checkpoint of a profile, with fixed seeds
+
+train, sample, evaluate and verify each live in a module of their own with `add_parser` and
+`run`; references, a thin layer over `diffusion_course.references`, is defined here. TensorFlow
+is imported only once a command runs, so `--help` is instant. Exit codes: 0 success, 1 the
+command failed (the message says why and what to do), 2 bad arguments.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from diffusion_course.cli import evaluate, sample, train, verify
+from diffusion_course.cli.common import KID_FEATURES, CommandError, UsageError, data_source
+
+EXAMPLES = """examples:
+  python -m diffusion_course train --model ddim --profile quick --data synthetic \\
+      --kid-features offline --out runs/ddim-quick
+  python -m diffusion_course verify runs/ddim-quick/best
+  python -m diffusion_course sample runs/ddim-quick --out samples.png
+  python -m diffusion_course evaluate runs/ddim-quick --kid-features offline
+  python -m diffusion_course references --profile quick
+
+Run `python -m diffusion_course COMMAND --help` for a command's options.
+"""
+
+REFERENCES_EXAMPLES = """examples:
+  python -m diffusion_course references --profile quick        # CPU, minutes; committed
+  python -m diffusion_course references --profile full         # GPU, hours; published
+  python -m diffusion_course references --profile full --work-dir runs/references   # resumable
+"""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m diffusion_course",
+        description="Train, sample, evaluate and verify the course's diffusion models.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (train, sample, evaluate, verify):
+        command_parser = module.add_parser(subparsers)
+        command_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        command_parser.set_defaults(parser=command_parser)
+    add_references_parser(subparsers)
+    return parser
+
+
+def add_references_parser(subparsers):
+    from diffusion_course.references import DEFAULT_ROOT
+
+    parser = subparsers.add_parser(
+        "references", help="regenerate every reference checkpoint of a profile",
+        description="Train the DDIM and DDPM reference runs of a profile with their fixed seeds "
+                    "and write their best checkpoints to OUT/<profile>/<model>. The quick "
+                    "profile trains on the synthetic images with the offline KID features.",
+        epilog=REFERENCES_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", required=True, choices=("full", "quick"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_ROOT,
+                        help=f"root of the reference checkpoints (default: {DEFAULT_ROOT})")
+    parser.add_argument("--data", type=data_source,
+                        help="replace the runs' data (quick: synthetic; full: tfds)")
+    parser.add_argument("--kid-features", choices=KID_FEATURES,
+                        help="replace the runs' KID features (quick: offline; full: inception)")
+    parser.add_argument("--work-dir", type=Path,
+                        help="keep the training runs here, and resume them if interrupted "
+                             "(default: a temporary folder)")
+    parser.set_defaults(run=run_references, parser=parser)
+
+
+def run_references(args):
+    from diffusion_course.references import regenerate
+
+    regenerate(args.profile, args.out, args.data, args.kid_features, args.work_dir)
+
+
+def expected_errors():
+    """The errors that a command reports as a message (exit 1) rather than a traceback."""
+    from diffusion_course.checkpoints import CheckpointError
+    from diffusion_course.config import ConfigError
+    from diffusion_course.data import DatasetError, DatasetUnavailableError
+
+    # FileExistsError: a checkpoint would replace a folder that is not one
+    return (CommandError, CheckpointError, ConfigError, DatasetError, DatasetUnavailableError,
+            FileExistsError)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except UsageError as error:
+        args.parser.error(str(error))  # prints the usage and exits with status 2
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if not isinstance(error, expected_errors()):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,242 @@
+"""`train`: a deterministic, resumable training run that records what it did.
+
+A run lives in one folder:
+
+    OUT/
+        last/         the latest checkpoint, with the optimizer and RNG state (--resume starts here)
+        best/         the networks of the epoch with the lowest validation KID
+        log.csv       one row per epoch: mean losses, KID and its features, wall time
+        samples/      a grid of generated images after every epoch, from the same noise each time
+        tensorboard/  per-step losses and per-epoch KID, when TensorBoard is installed
+
+Resuming is exact. The training data is one endless stream shuffled by the seed, so a resumed
+run skips the batches already consumed; the networks, the optimizer's moments and the model's
+random state come from `last/`. A run killed at any moment loses only the steps since `last/`
+was saved, and a save never breaks the previous checkpoint (`save_checkpoint` swaps folders).
+"""
+
+import dataclasses
+from pathlib import Path
+
+from diffusion_course.cli.common import (
+    MODEL_NAMES,
+    SWITCH_CHOICES,
+    UsageError,
+    add_kid_arguments,
+    build_model,
+    config_class,
+    configure_cpu_threads,
+    data_source,
+    decay,
+    describe_source,
+    image_generator,
+    load_splits,
+    make_deterministic,
+    make_kid,
+    positive_int,
+    preview_steps,
+    seed_everything,
+    seed_int,
+    validation_batches,
+)
+
+DEFAULT_SAVE_EVERY = 250  # steps between the checkpoints taken inside an epoch
+
+EXAMPLES = """examples:
+  python -m diffusion_course train --model ddim --profile full --data tfds --out runs/ddim
+  python -m diffusion_course train --model ddpm --profile quick --data synthetic \\
+      --kid-features offline --out runs/ddpm-quick --seed 1
+  python -m diffusion_course train --out runs/ddim --resume              # after an interruption
+  python -m diffusion_course train --out runs/ddim --resume --epochs 80  # train for longer
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """Everything that decides a run's weights, plus when it saves. Stored in every manifest."""
+
+    model: str
+    profile: str
+    data: str
+    seed: int
+    epochs: int
+    steps_per_epoch: int
+    kid_features: str
+    kid_batches: int | None
+    ema: float | None  # None: the profile's
+    jit_compile: str
+    save_every: int
+
+
+# a resumed run takes these from its checkpoint; only the epochs and save interval may change
+FIXED_ON_RESUME = ("model", "profile", "data", "seed", "steps_per_epoch", "kid_features",
+                   "kid_batches", "ema", "jit_compile")
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "train", help="train a model, with checkpoints, logs and sample grids",
+        description="Train the DDIM or DDPM model. Checkpoints go to OUT/last (for --resume) "
+                    "and OUT/best (lowest validation KID); log.csv, samples/ and tensorboard/ "
+                    "record the run. Two runs with the same seed on the same machine give "
+                    "identical weights, and so does a run killed and resumed.",
+        epilog=EXAMPLES)
+    parser.add_argument("--model", choices=MODEL_NAMES,
+                        help="ddim (the assignment's model) or ddpm (the lab's); required unless "
+                             "--resume")
+    parser.add_argument("--profile", choices=("full", "quick"),
+                        help="configuration profile (default: full with a GPU, else quick)")
+    parser.add_argument("--data", type=data_source,
+                        help="tfds, folder:PATH or synthetic (default: tfds)")
+    parser.add_argument("--out", required=True, type=Path, help="the run's folder")
+    parser.add_argument("--seed", type=seed_int, help="random seed (default: 0)")
+    parser.add_argument("--epochs", type=positive_int,
+                        help="number of epochs in all (default: the profile's num_epochs)")
+    parser.add_argument("--steps-per-epoch", type=positive_int,
+                        help="training steps per epoch (default: one pass over the data)")
+    parser.add_argument("--save-every", type=positive_int,
+                        help="steps between checkpoints within an epoch; one is also saved at "
+                             f"every epoch's end (default: {DEFAULT_SAVE_EVERY})")
+    add_kid_arguments(parser)
+    parser.add_argument("--ema", type=decay,
+                        help="decay of the EMA network's average (default: the profile's, "
+                             "0.999, an average over about 1000 steps; shorter runs need less, "
+                             "e.g. 0.99)")
+    parser.add_argument("--jit-compile", choices=tuple(SWITCH_CHOICES),
+                        help="XLA compilation of the train step (default: auto, on where it "
+                             "helps)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in OUT from its last checkpoint, with its "
+                             "settings")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args):
+    settings, resuming = settings_from(args)
+    train(settings, args.out, resuming)
+
+
+def settings_from(args):
+    """The run's settings: on --resume the checkpoint's, else the arguments with defaults."""
+    given = {name: getattr(args, name) for name in FIXED_ON_RESUME + ("epochs", "save_every")
+             if getattr(args, name) is not None}
+    saved = saved_run(args.out)
+    if saved is not None:
+        if not args.resume:
+            raise UsageError(f"{args.out} already holds a training run (step {saved['step']}). "
+                             "Pass --resume to continue it, or choose another --out.")
+        return RunSettings(**{**saved["extra"]["run"], **given}), True
+    if args.resume:
+        print(f"{args.out} holds no checkpoint yet: starting from step 0.")
+    if args.model is None:
+        raise UsageError("--model is required (ddim or ddpm) to start a new run.")
+    if args.profile is None:
+        from diffusion_course.config import default_profile
+
+        given["profile"] = default_profile()
+    defaults = dict(
+        data="tfds", seed=0, steps_per_epoch=None, kid_features="inception", kid_batches=None,
+        ema=None, jit_compile="auto", save_every=DEFAULT_SAVE_EVERY,
+        epochs=config_class(args.model).from_profile(given["profile"]).num_epochs)
+    return RunSettings(**{**defaults, **given}), False
+
+
+def saved_run(out):
+    """The manifest of the run's last checkpoint, or None when it has none yet.
+
+    `read_manifest` also finds a checkpoint that a save, killed mid-swap, left renamed aside.
+    """
+    from diffusion_course.checkpoints import CheckpointNotFoundError, read_manifest
+
+    try:
+        return read_manifest(Path(out) / "last")
+    except CheckpointNotFoundError:
+        return None
+
+
+def train(settings, out, resume=False):
+    """Trains (or, with `resume`, continues) the run in `out`; returns the best checkpoint's path.
+
+    `settings.steps_per_epoch` may be None: one pass over the training data.
+    """
+    from diffusion_course.checkpoints import TRAINING_STATE_PART, TrainingState, load_checkpoint
+    from diffusion_course.cli.training_run import Progress, TrainingRun
+    from diffusion_course.training import KIDCallback, SampleGridCallback
+
+    out = Path(out)
+    threads_per_op = configure_cpu_threads(settings.profile)  # before any TensorFlow op
+    seed_everything(settings.seed)
+    overrides = {"jit_compile": SWITCH_CHOICES[settings.jit_compile],
+                 "num_epochs": settings.epochs}
+    if settings.ema is not None:
+        overrides["ema"] = settings.ema
+    config = config_class(settings.model).from_profile(settings.profile, **overrides)
+    # missing KID weights or data fail here, before anything is trained
+    kid = make_kid(settings.kid_features, config.image_size)
+    train_images, validation_images = load_splits(settings.model, settings.data, config,
+                                                  settings.seed)
+    settings = dataclasses.replace(
+        settings, steps_per_epoch=settings.steps_per_epoch or number_of_batches(train_images))
+    saved = saved_run(out) if resume else None
+    if saved is not None:
+        check_same_run(settings, saved["extra"]["run"], out)
+
+    make_deterministic(settings.seed)
+    model = build_model(settings.model, config, seed=settings.seed)
+    model.compile()
+    training_parts = {**model.checkpoint_parts(), TRAINING_STATE_PART: TrainingState(model)}
+    if saved is not None:
+        progress = Progress.from_manifest(load_checkpoint(out / "last", training_parts, config))
+        print(f"Resuming {out} at step {progress.step}.")
+    else:
+        progress = Progress()
+        if settings.model == "ddim":
+            model.adapt_normalizer(train_images)
+
+    def training_stream(step):
+        """The batches from `step` on: a fresh copy of the pipeline, whose shuffle order
+        depends only on the seed and the batches drawn before, skips the first `step`."""
+        fresh_train_images, _ = load_splits(settings.model, settings.data, config, settings.seed)
+        return fresh_train_images.repeat().skip(step)
+
+    kid_steps, grid_steps = preview_steps(config)
+    generator = image_generator(model)
+    kid_callback = KIDCallback(validation_batches(validation_images, settings.kid_batches), kid,
+                               kid_steps)
+    # one batch's worth of images: the DDPM sampler then compiles once for the grid and KID
+    grid_callback = SampleGridCallback(num_images=config.batch_size, diffusion_steps=grid_steps,
+                                       directory=out / "samples", num_cols=None)
+    for callback in (kid_callback, grid_callback):
+        callback.set_model(generator)
+    run_record = {"run": dataclasses.asdict(settings), "data": describe_source(settings.data),
+                  "kid_features": kid.feature_name, "threads_per_op": threads_per_op or "default"}
+    run = TrainingRun(out, settings, config, progress, training_parts, kid_callback,
+                      grid_callback, run_record)
+
+    print(f"Training {settings.model} ({settings.profile} profile) on "
+          f"{describe_source(settings.data)}, seed {settings.seed}: {settings.epochs} epoch(s) "
+          f"of {settings.steps_per_epoch} steps. KID features: {kid.feature_name}.")
+    run.fit_all(model, training_stream)
+    best = out / "best"
+    print(f"Done: {progress.step} steps, {run.wall_time()} s of training in all. Best "
+          f"KID {progress.best_kid():.4g} (features: {kid.feature_name}) in {best}")
+    return best
+
+
+def check_same_run(settings, saved, out):
+    """A resumed run must be the run that was saved: only the epochs and saves may change."""
+    conflicts = [f"{name} {getattr(settings, name)!r} (the run has {saved[name]!r})"
+                 for name in FIXED_ON_RESUME if getattr(settings, name) != saved[name]]
+    if conflicts:
+        raise UsageError(f"Resuming {out} continues that run with its own settings, but "
+                         f"{', '.join(conflicts)} differ. Leave them out, or choose another "
+                         "output folder.")
+
+
+def number_of_batches(dataset):
+    batches = int(dataset.cardinality())
+    if batches < 1:
+        raise UsageError("The training data yields no complete batch per pass, or its length is "
+                         "unknown; give --steps-per-epoch.")
+    return batches
