@@ -84,6 +84,10 @@ class _ProfileMixin:
         _require(0.0 <= self.ema < 1.0, "ema", self.ema, "in [0, 1)")
         _require(isinstance(self.num_epochs, int) and self.num_epochs >= 1,
                  "num_epochs", self.num_epochs, "an integer >= 1")
+        _require(self.jit_compile in ("auto", True, False), "jit_compile", self.jit_compile,
+                 '"auto", True or False')
+        _require(self.mixed_precision in ("auto", True, False), "mixed_precision",
+                 self.mixed_precision, '"auto", True or False')
 
 
 @dataclass(frozen=True)
@@ -137,10 +141,6 @@ class DDIMConfig(_ProfileMixin):
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         _require(self.dataset_repetitions >= 1, "dataset_repetitions",
                  self.dataset_repetitions, ">= 1")
-        _require(self.jit_compile in ("auto", True, False), "jit_compile", self.jit_compile,
-                 '"auto", True or False')
-        _require(self.mixed_precision in ("auto", True, False), "mixed_precision",
-                 self.mixed_precision, '"auto", True or False')
 
 
 DDIMConfig._profiles = {
@@ -204,10 +204,6 @@ class DDPMConfig(_ProfileMixin):
         levels = len(self.widths) - 1
         _require(self.image_size % 2**levels == 0, "image_size", self.image_size,
                  f"divisible by 2**{levels} = {2**levels} (one halving per width but the last)")
-        _require(self.jit_compile in ("auto", True, False), "jit_compile", self.jit_compile,
-                 '"auto", True or False')
-        _require(self.mixed_precision in ("auto", True, False), "mixed_precision",
-                 self.mixed_precision, '"auto", True or False')
 
 
 DDPMConfig._profiles = {
