@@ -116,7 +116,8 @@ class DDIMConfig(_ProfileMixin):
     kid_image_size: int = 75
     kid_diffusion_steps: int = 5
     plot_diffusion_steps: int = 20
-    # speed: XLA compilation of the train step ("auto": on where it helps)
+    # speed: XLA compilation of the train step and float16 compute in the networks ("auto": on
+    # where they help, see devices.py)
     jit_compile: object = "auto"
     mixed_precision: object = "auto"
 
@@ -148,7 +149,7 @@ DDIMConfig._profiles = {
     "quick": dict(
         image_size=16, widths=(16, 32), block_depth=1, batch_size=16, dataset_repetitions=1,
         num_epochs=2, embedding_dims=16, learning_rate=3e-3, kid_diffusion_steps=3,
-        plot_diffusion_steps=5,
+        plot_diffusion_steps=5, ema=0.99,
     ),
 }
 
@@ -210,7 +211,7 @@ DDPMConfig._profiles = {
     "full": {},
     "quick": dict(
         image_size=16, widths=(16, 32), has_attention=(False, True), num_res_blocks=1,
-        norm_groups=4, batch_size=16, learning_rate=1e-3,
+        norm_groups=4, batch_size=16, learning_rate=1e-3, ema=0.99,
     ),
 }
 

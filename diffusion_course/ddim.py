@@ -13,7 +13,12 @@ then differentiates it, so there is no `tf.GradientTape` here.
 import keras
 from keras import layers, ops
 
-from diffusion_course.devices import resolve_jit_compile
+from diffusion_course.devices import (
+    dtype_policy,
+    network_dtype_policy,
+    resolve_jit_compile,
+    with_loss_scaling,
+)
 from diffusion_course.networks import build_residual_unet, copy_network, update_ema_weights
 
 
@@ -26,8 +31,12 @@ class DiffusionModel(keras.Model):
         image_shape = (config.image_size, config.image_size, 3)
         # images are normalised to zero mean and unit variance, exactly like the noise
         self.normalizer = keras.Sequential(
-            [keras.Input(shape=image_shape), layers.Normalization()], name="normalizer")
-        self.network = build_residual_unet(config)
+            [keras.Input(shape=image_shape), layers.Normalization(dtype="float32")],
+            name="normalizer")
+        # with mixed precision only the networks compute in float16; inputs, outputs and the
+        # loss stay float32
+        with dtype_policy(network_dtype_policy(config.mixed_precision)):
+            self.network = build_residual_unet(config)
         self.ema_network = copy_network(self.network, name="ema_residual_unet")
         self.ema_network.trainable = False
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -70,6 +79,7 @@ class DiffusionModel(keras.Model):
         if optimizer is None:
             optimizer = keras.optimizers.AdamW(learning_rate=self.config.learning_rate,
                                                weight_decay=self.config.weight_decay)
+        optimizer = with_loss_scaling(optimizer, self.network)
         kwargs.setdefault("jit_compile", resolve_jit_compile(self.config.jit_compile))
         super().compile(optimizer=optimizer, **kwargs)
 

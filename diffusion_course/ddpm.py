@@ -7,7 +7,12 @@ scalar, so Keras's own train step does the rest on any backend. Sampling lives i
 import keras
 from keras import ops
 
-from diffusion_course.devices import resolve_jit_compile
+from diffusion_course.devices import (
+    dtype_policy,
+    network_dtype_policy,
+    resolve_jit_compile,
+    with_loss_scaling,
+)
 from diffusion_course.gaussian_diffusion import GaussianDiffusion
 from diffusion_course.networks import build_attention_unet, copy_network, update_ema_weights
 
@@ -21,7 +26,9 @@ class DDPMModel(keras.Model):
         self.diffusion = GaussianDiffusion(
             beta_start=config.beta_start, beta_end=config.beta_end, timesteps=config.timesteps,
             clip_min=config.clip_min, clip_max=config.clip_max)
-        self.network = build_attention_unet(config)
+        # with mixed precision only the network computes in float16 (see ddim.py)
+        with dtype_policy(network_dtype_policy(config.mixed_precision)):
+            self.network = build_attention_unet(config)
         self.ema_network = copy_network(self.network, name="ema_attention_unet")
         self.ema_network.trainable = False
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -30,6 +37,7 @@ class DDPMModel(keras.Model):
         """Adam with the configuration's learning rate (DDPM paper), unless given."""
         if optimizer is None:
             optimizer = keras.optimizers.Adam(learning_rate=self.config.learning_rate)
+        optimizer = with_loss_scaling(optimizer, self.network)
         kwargs.setdefault("jit_compile", resolve_jit_compile(self.config.jit_compile))
         super().compile(optimizer=optimizer, **kwargs)
 

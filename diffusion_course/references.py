@@ -35,9 +35,11 @@ class ReferenceRun:
     kid_batches: int | None = None  # None: every validation batch
 
 
-# The quick runs average the EMA network over ~100 steps (ema=0.99): with the profile's 0.999,
-# an average over ~1000 steps, a run of a few hundred steps would sample from weights that are
-# still mostly their random initialisation. Their epochs are where the KID stops improving.
+# The quick runs average the EMA network over ~100 steps (ema=0.99, the quick profile's): with
+# the full profile's 0.999, an average over ~1000 steps, a run of a few hundred steps would
+# sample from weights that are still mostly their random initialisation. The decay is written
+# out so that the table below stays true if a profile changes. Their epochs are where the KID
+# stops improving.
 REFERENCE_RUNS = {
     "quick": (ReferenceRun("ddim", seed=0, data="synthetic", kid_features="offline", epochs=10,
                            ema=0.99),

@@ -8,6 +8,7 @@ def test_full_profile_is_the_course_setting():
     assert (ddim.image_size, ddim.widths, ddim.block_depth) == (64, (32, 64, 96, 128), 2)
     assert (ddim.batch_size, ddim.learning_rate, ddim.weight_decay) == (64, 1e-3, 1e-4)
     assert (ddim.ema, ddim.min_signal_rate, ddim.max_signal_rate) == (0.999, 0.02, 0.95)
+    assert DDIMConfig.from_profile("quick").ema == DDPMConfig.from_profile("quick").ema == 0.99
     assert (ddim.embedding_dims, ddim.embedding_max_frequency) == (32, 1000.0)
     ddpm = DDPMConfig.from_profile("full")
     assert (ddpm.widths, ddpm.has_attention) == ((64, 128, 256, 512), (False, False, True, True))

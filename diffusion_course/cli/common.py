@@ -154,7 +154,9 @@ def load_model(checkpoint, seed=None, trainable=True):
     """(model, manifest) from a checkpoint folder, its configuration and model read from it."""
     from diffusion_course.checkpoints import load_checkpoint, read_manifest
 
-    config = config_from_manifest(read_manifest(checkpoint))
+    # the speed options suit the machine that trained it; this one decides its own
+    config = config_from_manifest(read_manifest(checkpoint)).replace(
+        jit_compile="auto", mixed_precision="auto")
     model = build_model(model_name_of(config), config, seed=seed, trainable=trainable)
     manifest = load_checkpoint(checkpoint, model.checkpoint_parts(), config)
     return model, manifest

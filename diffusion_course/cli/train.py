@@ -66,11 +66,12 @@ class RunSettings:
     ema: float | None  # None: the profile's
     jit_compile: str
     save_every: int
+    mixed_precision: str = "auto"  # last, with a default: runs saved before it existed resume
 
 
 # a resumed run takes these from its checkpoint; only the epochs and save interval may change
 FIXED_ON_RESUME = ("model", "profile", "data", "seed", "steps_per_epoch", "kid_features",
-                   "kid_batches", "ema", "jit_compile")
+                   "kid_batches", "ema", "jit_compile", "mixed_precision")
 
 
 def add_parser(subparsers):
@@ -99,12 +100,15 @@ def add_parser(subparsers):
                              f"every epoch's end (default: {DEFAULT_SAVE_EVERY})")
     add_kid_arguments(parser)
     parser.add_argument("--ema", type=decay,
-                        help="decay of the EMA network's average (default: the profile's, "
-                             "0.999, an average over about 1000 steps; shorter runs need less, "
-                             "e.g. 0.99)")
+                        help="decay of the EMA network's average (default: the profile's: "
+                             "0.999 for full, an average over about 1000 steps; 0.99 for quick, "
+                             "whose runs are a few hundred steps)")
     parser.add_argument("--jit-compile", choices=tuple(SWITCH_CHOICES),
-                        help="XLA compilation of the train step (default: auto, on where it "
-                             "helps)")
+                        help="XLA compilation of the train step (default: auto: on a GPU, and "
+                             "under JAX)")
+    parser.add_argument("--mixed-precision", choices=tuple(SWITCH_CHOICES),
+                        help="float16 compute in the networks, float32 weights and loss, with "
+                             "loss scaling (default: auto: on a GPU only)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in OUT from its last checkpoint, with its "
                              "settings")
@@ -137,7 +141,7 @@ def settings_from(args):
         given["profile"] = default_profile()
     defaults = dict(
         data="tfds", seed=0, steps_per_epoch=None, kid_features="inception", kid_batches=None,
-        ema=None, jit_compile="auto", save_every=DEFAULT_SAVE_EVERY,
+        ema=None, jit_compile="auto", mixed_precision="auto", save_every=DEFAULT_SAVE_EVERY,
         epochs=config_class(args.model).from_profile(given["profile"]).num_epochs)
     return RunSettings(**{**defaults, **given}), False
 
@@ -162,12 +166,14 @@ def train(settings, out, resume=False):
     """
     from diffusion_course.checkpoints import TRAINING_STATE_PART, TrainingState, load_checkpoint
     from diffusion_course.cli.training_run import Progress, TrainingRun
+    from diffusion_course.devices import resolve_jit_compile, resolve_mixed_precision
     from diffusion_course.training import KIDCallback, SampleGridCallback
 
     out = Path(out)
     threads_per_op = configure_cpu_threads(settings.profile)  # before any TensorFlow op
     seed_everything(settings.seed)
     overrides = {"jit_compile": SWITCH_CHOICES[settings.jit_compile],
+                 "mixed_precision": SWITCH_CHOICES[settings.mixed_precision],
                  "num_epochs": settings.epochs}
     if settings.ema is not None:
         overrides["ema"] = settings.ema
@@ -210,13 +216,17 @@ def train(settings, out, resume=False):
     for callback in (kid_callback, grid_callback):
         callback.set_model(generator)
     run_record = {"run": dataclasses.asdict(settings), "data": describe_source(settings.data),
-                  "kid_features": kid.feature_name, "threads_per_op": threads_per_op or "default"}
+                  "kid_features": kid.feature_name, "threads_per_op": threads_per_op or "default",
+                  "xla": resolve_jit_compile(config.jit_compile),
+                  "mixed_precision": resolve_mixed_precision(config.mixed_precision)}
     run = TrainingRun(out, settings, config, progress, training_parts, kid_callback,
                       grid_callback, run_record)
 
     print(f"Training {settings.model} ({settings.profile} profile) on "
           f"{describe_source(settings.data)}, seed {settings.seed}: {settings.epochs} epoch(s) "
-          f"of {settings.steps_per_epoch} steps. KID features: {kid.feature_name}.")
+          f"of {settings.steps_per_epoch} steps. KID features: {kid.feature_name}. XLA "
+          f"{'on' if run_record['xla'] else 'off'}, mixed precision "
+          f"{'on' if run_record['mixed_precision'] else 'off'}.")
     run.fit_all(model, training_stream)
     best = out / "best"
     print(f"Done: {progress.step} steps, {run.wall_time()} s of training in all. Best "

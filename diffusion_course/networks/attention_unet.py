@@ -26,11 +26,13 @@ class AttentionBlock(layers.Layer):
         super().__init__(**kwargs)
         self.units = units
         self.groups = groups
-        self.norm = layers.GroupNormalization(groups=groups)
-        self.query = layers.Dense(units, kernel_initializer=kernel_init(1.0))
-        self.key = layers.Dense(units, kernel_initializer=kernel_init(1.0))
-        self.value = layers.Dense(units, kernel_initializer=kernel_init(1.0))
-        self.proj = layers.Dense(units, kernel_initializer=kernel_init(0.0))
+        # the sublayers share this block's dtype policy, also when a clone rebuilds it
+        policy = self.dtype_policy
+        self.norm = layers.GroupNormalization(groups=groups, dtype=policy)
+        self.query = layers.Dense(units, kernel_initializer=kernel_init(1.0), dtype=policy)
+        self.key = layers.Dense(units, kernel_initializer=kernel_init(1.0), dtype=policy)
+        self.value = layers.Dense(units, kernel_initializer=kernel_init(1.0), dtype=policy)
+        self.proj = layers.Dense(units, kernel_initializer=kernel_init(0.0), dtype=policy)
 
     def build(self, input_shape):
         projected_shape = (*input_shape[:-1], self.units)
@@ -49,7 +51,10 @@ class AttentionBlock(layers.Layer):
         # every pixel (h, w) attends to every pixel (H, W); the channel index c is contracted
         scores = ops.einsum("bhwc,bHWc->bhwHW", queries, keys) * scale
         scores = ops.reshape(scores, (-1, height, width, height * width))
-        weights = ops.reshape(ops.softmax(scores, axis=-1), (-1, height, width, height, width))
+        # float32 even under mixed precision: a float16 sum over all pixels loses precision
+        weights = ops.softmax(ops.cast(scores, "float32"), axis=-1)
+        weights = ops.reshape(ops.cast(weights, self.compute_dtype),
+                              (-1, height, width, height, width))
         attended = ops.einsum("bhwHW,bHWc->bhwc", weights, values)
         return inputs + self.proj(attended)
 

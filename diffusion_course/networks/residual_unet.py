@@ -49,9 +49,10 @@ def build_residual_unet(config, name="residual_unet"):
     noisy_images = keras.Input(shape=(config.image_size, config.image_size, 3))
     noise_variances = keras.Input(shape=(1, 1, 1))
 
-    embedding = SinusoidalEmbedding(config.embedding_dims, config.embedding_max_frequency)(
-        noise_variances
-    )
+    # float32 even under mixed precision: angles up to 2*pi*1000 need more than float16's
+    # three significant digits
+    embedding = SinusoidalEmbedding(config.embedding_dims, config.embedding_max_frequency,
+                                    dtype="float32")(noise_variances)
     # the embedding enters only once, at full resolution; skips carry it onwards
     embedding = layers.UpSampling2D(size=config.image_size, interpolation="nearest")(embedding)
 
