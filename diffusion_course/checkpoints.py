@@ -9,6 +9,7 @@ A checkpoint is one folder:
 
     save_checkpoint("runs/flowers/checkpoint", model.checkpoint_parts(), config, step, seed)
     load_checkpoint("runs/flowers/checkpoint", model.checkpoint_parts(), config)
+    copy_checkpoint("downloads/ddim", "data/checkpoints/full/ddim")   # same atomic swap
 
 Saving never destroys the previous checkpoint, even when the process is killed at any moment:
 
@@ -116,9 +117,39 @@ def save_checkpoint(directory, networks, config, step, seed, extra=None):
             network.save_weights(str(path))
             _fsync(path)
             manifest["networks"][name] = {
-                "file": path.name, "sha256": _sha256(path), "size_bytes": path.stat().st_size,
+                "file": path.name, "sha256": file_sha256(path),
+                "size_bytes": path.stat().st_size,
             }
         _write_json(temporary / MANIFEST_NAME, manifest)
+        _fsync(temporary)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    _swap_into_place(temporary, directory)
+    return manifest
+
+
+def copy_checkpoint(source, directory):
+    """Copies the checkpoint at `source` to `directory` with the same atomic swap as a save.
+
+    Only the manifest and the files it lists are copied, after every sha256 is checked; a
+    checkpoint already at `directory` is replaced only once the copy is complete. Returns the
+    manifest.
+    """
+    manifest = verify_checkpoint(source)
+    source = _existing_checkpoint(source)
+    directory = Path(os.path.abspath(directory))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _finish_interrupted_saves(directory)
+    _refuse_to_replace_other_files(directory)
+
+    temporary = _new_sibling(directory, "tmp")
+    os.mkdir(temporary)
+    try:
+        for name in [MANIFEST_NAME, *(entry["file"] for entry in manifest["networks"].values())]:
+            shutil.copyfile(source / name, temporary / name)
+            _fsync(temporary / name)
+        _verify_files(temporary, manifest, manifest["networks"])  # the copy, not just the source
         _fsync(temporary)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -238,7 +269,8 @@ def _write_json(path, value):
         os.fsync(file.fileno())
 
 
-def _sha256(path):
+def file_sha256(path):
+    """The sha256 of a file, as a hex string (read in chunks: weights may be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         while chunk := file.read(_HASH_CHUNK_BYTES):
@@ -405,7 +437,7 @@ def _verify_files(folder, manifest, names):
                 f"{path} is missing, but the manifest lists it for network {name!r}. "
                 "Re-copy the whole checkpoint folder or regenerate it."
             )
-        actual = _sha256(path)
+        actual = file_sha256(path)
         if actual != entry["sha256"]:
             raise CheckpointCorruptError(
                 f"{path} is corrupt: its sha256 is {actual}, but the manifest expects "

@@ -224,7 +224,8 @@ def test_verify_fails_on_another_model_or_profile(runs, capsys):
 # ---- the command line itself -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "evaluate", "verify", "references"])
+@pytest.mark.parametrize("command", [
+    "train", "sample", "evaluate", "verify", "references", "pack", "install"])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -246,6 +247,10 @@ def test_every_command_has_help_with_examples(command, capsys):
     (["evaluate"], "required: checkpoint"),
     (["verify", "a", "b"], "unrecognized arguments: b"),
     (["references"], "required: --profile"),
+    (["pack", "--profile", "full"], "required: --out"),
+    (["install", "a.tar", "--sums", "SHA256SUMS", "--sha256", "ab"], "not allowed with"),
+    (["train", "--model", "ddim", "--out", "runs/x", "--mixed-precision", "half"],
+     "invalid choice: 'half'"),
 ])
 def test_bad_arguments_exit_with_status_2(argv, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:

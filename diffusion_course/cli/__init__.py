@@ -6,18 +6,20 @@
     evaluate    the KID of a checkpoint against the validation images
     verify      check a checkpoint's manifest, sha256s and configuration
     references  regenerate every reference checkpoint of a profile, with fixed seeds
+    pack        a profile's references as release archives with SHA256SUMS
+    install     a downloaded reference archive, checked against its sha256, into place
 
-train, sample, evaluate and verify each live in a module of their own with `add_parser` and
-`run`; references, a thin layer over `diffusion_course.references`, is defined here. TensorFlow
-is imported only once a command runs, so `--help` is instant. Exit codes: 0 success, 1 the
-command failed (the message says why and what to do), 2 bad arguments.
+train, sample, evaluate, verify, pack and install each live in a module of their own with
+`add_parser` and `run`; references, a thin layer over `diffusion_course.references`, is defined
+here. TensorFlow is imported only once a command runs, so `--help` is instant. Exit codes: 0
+success, 1 the command failed (the message says why and what to do), 2 bad arguments.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from diffusion_course.cli import evaluate, sample, train, verify
+from diffusion_course.cli import evaluate, install, pack, sample, train, verify
 from diffusion_course.cli.common import KID_FEATURES, CommandError, UsageError, data_source
 
 EXAMPLES = """examples:
@@ -44,7 +46,7 @@ def build_parser():
         description="Train, sample, evaluate and verify the course's diffusion models.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, sample, evaluate, verify):
+    for module in (train, sample, evaluate, verify, pack, install):
         command_parser = module.add_parser(subparsers)
         command_parser.formatter_class = argparse.RawDescriptionHelpFormatter
         command_parser.set_defaults(parser=command_parser)
@@ -85,10 +87,11 @@ def expected_errors():
     from diffusion_course.checkpoints import CheckpointError
     from diffusion_course.config import ConfigError
     from diffusion_course.data import DatasetError, DatasetUnavailableError
+    from diffusion_course.reference_archives import ArchiveError
 
     # FileExistsError: a checkpoint would replace a folder that is not one
-    return (CommandError, CheckpointError, ConfigError, DatasetError, DatasetUnavailableError,
-            FileExistsError)
+    return (ArchiveError, CommandError, CheckpointError, ConfigError, DatasetError,
+            DatasetUnavailableError, FileExistsError)
 
 
 def main(argv=None):
