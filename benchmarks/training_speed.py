@@ -9,9 +9,9 @@ same order, for the same number of steps:
   tensor whose gradient is that of the sum (seed defect 3). It runs in a plain `fit` loop with
   TensorFlow's default settings, as the seed did.
 - ours: `DiffusionModel` with the reference functions, as `python -m diffusion_course train`
-  runs it: the loss reduced to a scalar in `compute_loss`, Keras's own train step, XLA as the
-  configuration decides, deterministic ops, and one thread per op for the quick profile on a
-  CPU (`configure_cpu_threads`).
+  runs it: the loss reduced to a scalar in `compute_loss`, Keras's own train step, XLA and
+  mixed precision as the configuration decides (both on a GPU), deterministic ops, and one
+  thread per op for the quick profile on a CPU (`configure_cpu_threads`).
 
 Both run in a plain `fit` that records each step's loss and end time.
 
@@ -46,15 +46,16 @@ import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
 from autograder.reference import REFERENCE_FUNCTIONS, ReferenceDiffusionModel  # noqa: E402
-from diffusion_course.cli.common import (  # noqa: E402
-    SWITCH_CHOICES,
-    configure_cpu_threads,
-    make_deterministic,
-)
+from diffusion_course.cli.common import SWITCH_CHOICES  # noqa: E402
 from diffusion_course.config import PROFILES, DDIMConfig  # noqa: E402
 from diffusion_course.data import load_ddim_splits  # noqa: E402
-from diffusion_course.devices import has_gpu, resolve_jit_compile  # noqa: E402
+from diffusion_course.devices import (  # noqa: E402
+    has_gpu,
+    resolve_jit_compile,
+    resolve_mixed_precision,
+)
 from diffusion_course.networks import build_residual_unet  # noqa: E402
+from diffusion_course.runtime import configure_cpu_threads, make_deterministic  # noqa: E402
 
 CURVE_POINTS = 10  # rows of the loss table
 
@@ -144,6 +145,8 @@ def parse_args():
                         help="runs of each way, alternating; the fastest counts (default: 3)")
     parser.add_argument("--jit-compile", choices=tuple(SWITCH_CHOICES), default="auto",
                         help="XLA for our train step (default: auto, as the configuration)")
+    parser.add_argument("--mixed-precision", choices=tuple(SWITCH_CHOICES), default="auto",
+                        help="float16 compute in our networks (default: auto: on a GPU only)")
     parser.add_argument("--seed-style-threads", choices=("default", "ours"), default="default",
                         help="threads of the seed-style run: TensorFlow's default, as the seed "
                              "ran, or ours (default: default)")
@@ -196,7 +199,8 @@ def run_way(args):
     threads_per_op = (configure_cpu_threads(args.profile)
                       if ours or args.seed_style_threads == "ours" else 0)
     config = DDIMConfig.from_profile(args.profile,
-                                     jit_compile=SWITCH_CHOICES[args.jit_compile])
+                                     jit_compile=SWITCH_CHOICES[args.jit_compile],
+                                     mixed_precision=SWITCH_CHOICES[args.mixed_precision])
     if ours:
         make_deterministic(args.seed)  # as the train command does
     else:
@@ -208,6 +212,7 @@ def run_way(args):
         "steps_per_second": steps_per_second, "losses": [float(loss) for loss in losses],
         "threads_per_op": threads_per_op or "default",
         "xla": bool(ours and resolve_jit_compile(config.jit_compile)),
+        "mixed_precision": bool(ours and resolve_mixed_precision(config.mixed_precision)),
         "initial_weights": hashlib.sha256(b"".join(weights.tobytes()
                                                    for weights in initial_weights)).hexdigest(),
     }))
@@ -249,7 +254,8 @@ def main():
         sys.exit("The two ways started from different weights; the comparison is void.")
     for way in WAYS:
         print(f"{way}: threads per op {last[way]['threads_per_op']}, XLA "
-              f"{'on' if last[way]['xla'] else 'off'}")
+              f"{'on' if last[way]['xla'] else 'off'}, mixed precision "
+              f"{'on' if last[way]['mixed_precision'] else 'off'}")
 
     fastest = {way: max(run["steps_per_second"] for run in results[way]) for way in WAYS}
     print(f"\nsteps per second (fastest of {args.repeats}): seed-style "

@@ -2,10 +2,11 @@
 
 One module per concept: `config` (hyperparameter profiles), `data` (Oxford Flowers and image
 folders), `gaussian_diffusion` (the DDPM utility), `networks` (U-Nets and EMA), `ddim` and `ddpm`
-(the trainable models), `samplers` (compiled sampling loops), `kid` (the quality metric),
-`checkpoints` and `plotting`; `selfcheck` (the assignment's visible checks), `training`
-(callbacks), `synthetic` (offline test images), and the TA command line (`cli`, `references`:
-`python -m diffusion_course --help`).
+(the trainable models), `models` (the two by name: build or load one), `samplers` (compiled
+sampling loops), `kid` (the quality metric), `checkpoints` and `plotting`; `selfcheck` (the
+assignment's visible checks), `training` (callbacks), `synthetic` (offline test images),
+`devices` (GPU, XLA and mixed precision), `runtime` (threads, seeds, determinism), and the TA
+command line (`cli`, `references`, `reference_archives`: `python -m diffusion_course --help`).
 """
 
 __version__ = "0.1.0"

@@ -31,6 +31,7 @@ from diffusion_course.checkpoints import (
     read_manifest,
 )
 from diffusion_course.config import PROFILES
+from diffusion_course.models import model_name_of
 from diffusion_course.references import DEFAULT_ROOT, REFERENCE_RUNS, reference_checkpoint
 
 ARCHIVE_SUFFIX = ".tar"
@@ -120,7 +121,6 @@ def install(archive, sums=None, sha256=None, root=DEFAULT_ROOT):
     Returns (the installed folder, its manifest). Raises `ArchiveError` or a checkpoint error,
     leaving `root` as it was, when anything does not check out.
     """
-    from diffusion_course.cli.common import model_name_of
     from diffusion_course.cli.verify import verify
 
     archive = Path(archive)

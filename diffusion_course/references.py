@@ -69,8 +69,8 @@ def regenerate(profile, root=DEFAULT_ROOT, data=None, kid_features=None, work_di
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="references-") as temporary:
             return regenerate(profile, root, data, kid_features, temporary)
-    from diffusion_course.cli.common import config_class
     from diffusion_course.cli.train import DEFAULT_SAVE_EVERY, RunSettings, train
+    from diffusion_course.models import config_class
 
     manifests = {}
     for reference in REFERENCE_RUNS[profile]:
@@ -91,7 +91,7 @@ def regenerate(profile, root=DEFAULT_ROOT, data=None, kid_features=None, work_di
 def export_checkpoint(source, destination):
     """Copies a checkpoint's networks to `destination`, atomically, with the same manifest extra."""
     from diffusion_course.checkpoints import save_checkpoint
-    from diffusion_course.cli.common import load_model
+    from diffusion_course.models import load_model
 
     model, manifest = load_model(source, trainable=False)
     extra = {**manifest["extra"], "made_by": "python -m diffusion_course references "

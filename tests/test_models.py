@@ -80,10 +80,16 @@ JAX_SCRIPT = textwrap.dedent("""
     ddpm = DDPMModel(DDPMConfig.from_profile("quick"), seed=0)
     ddpm.compile()
     ddpm_loss = ddpm.fit(images * 2 - 1, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    mixed = ReferenceDiffusionModel(DDIMConfig.from_profile("quick", mixed_precision=True), seed=0)
+    mixed.adapt_normalizer(images)
+    mixed.compile()
+    mixed_loss = mixed.fit(images, batch_size=16, epochs=1, verbose=0, shuffle=False)
     print(json.dumps({"backend": keras.backend.backend(),
                       "ddim_loss": ddim_loss.history["n_loss"][-1],
                       "ddpm_loss": ddpm_loss.history["loss"][-1],
-                      "samples": list(np.asarray(samples).shape)}))
+                      "samples": list(np.asarray(samples).shape),
+                      "mixed_loss": mixed_loss.history["n_loss"][-1],
+                      "mixed_optimizer": type(mixed.optimizer).__name__}))
 """)
 
 
@@ -97,6 +103,9 @@ def test_models_train_and_sample_on_the_jax_backend():
     assert report["backend"] == "jax"
     assert np.isfinite(report["ddim_loss"]) and np.isfinite(report["ddpm_loss"])
     assert report["samples"] == [2, 16, 16, 3]
+    # mixed precision (float16 networks, loss scaling) trains under JAX too, as on a GPU
+    assert np.isfinite(report["mixed_loss"])
+    assert report["mixed_optimizer"] == "LossScaleOptimizer"
 
 
 def test_keras_is_on_the_tensorflow_backend_here():

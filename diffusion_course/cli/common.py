@@ -1,4 +1,4 @@
-"""What the commands share: the two models by name, their data, their images, and KID.
+"""What the commands share: argument types and errors, images from either model, and KID.
 
 Nothing here imports TensorFlow at module level, so that `--help` is instant.
 
@@ -10,11 +10,11 @@ returns images in [0, 1]. `DiffusionModel` (DDIM) has it; `DDPMImages` gives it 
 
 import argparse
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
-MODEL_NAMES = ("ddim", "ddpm")
+from diffusion_course.models import model_name_of
+
 SAMPLER_NAMES = ("ddim", "ddpm")
 KID_FEATURES = ("inception", "offline")
 SWITCH_CHOICES = {"auto": "auto", "on": True, "off": False}
@@ -91,75 +91,7 @@ def add_kid_arguments(parser):
                         help="validation batches to measure KID on (default: all)")
 
 
-# ---- models -----------------------------------------------------------------------------------
-
-
-def model_name_of(config):
-    """"ddim" or "ddpm", from a configuration object or a checkpoint's `config_class`."""
-    class_name = config if isinstance(config, str) else type(config).__name__
-    names = {"DDIMConfig": "ddim", "DDPMConfig": "ddpm"}
-    if class_name not in names:
-        raise CommandError(f"config class {class_name!r} is not a course model; expected "
-                           f"{sorted(names)}.")
-    return names[class_name]
-
-
-def config_class(model_name):
-    from diffusion_course.config import DDIMConfig, DDPMConfig
-
-    return {"ddim": DDIMConfig, "ddpm": DDPMConfig}[model_name]
-
-
-def reference_ddim_class():
-    """The DDIM model with the instructor's three functions, from the instructor-only package.
-
-    The library holds no solutions, so training or sampling DDIM needs `autograder/`.
-    """
-    try:
-        from autograder.reference import ReferenceDiffusionModel
-    except (ImportError, OSError) as error:
-        raise CommandError(
-            "The DDIM model needs the instructor's reference functions from the instructor-only "
-            f"package `autograder` (autograder/reference.py), which failed to import: {error}.\n"
-            "Run the command from the root of the course repository (python -m puts the "
-            "current folder on the import path), or add that folder to PYTHONPATH."
-        ) from error
-    return ReferenceDiffusionModel
-
-
-def build_model(model_name, config, seed=None, trainable=True):
-    """A model for `config`. DDIM needs the reference functions to train or sample, but not to
-    hold weights (`trainable=False`, e.g. to verify a checkpoint)."""
-    if model_name == "ddpm":
-        from diffusion_course.ddpm import DDPMModel
-
-        return DDPMModel(config, seed=seed)
-    if trainable:
-        return reference_ddim_class()(config, seed=seed)
-    from diffusion_course.ddim import DiffusionModel
-
-    return DiffusionModel(config, seed=seed)
-
-
-def config_from_manifest(manifest):
-    """The configuration object that a checkpoint's manifest records."""
-    model_name = model_name_of(manifest.get("config_class") or "(none)")
-    if not isinstance(manifest.get("config"), dict):
-        raise CommandError("The manifest records no configuration, so no model can be built "
-                           "for it; regenerate the checkpoint.")
-    return config_class(model_name).from_dict(manifest["config"])
-
-
-def load_model(checkpoint, seed=None, trainable=True):
-    """(model, manifest) from a checkpoint folder, its configuration and model read from it."""
-    from diffusion_course.checkpoints import load_checkpoint, read_manifest
-
-    # the speed options suit the machine that trained it; this one decides its own
-    config = config_from_manifest(read_manifest(checkpoint)).replace(
-        jit_compile="auto", mixed_precision="auto")
-    model = build_model(model_name_of(config), config, seed=seed, trainable=trainable)
-    manifest = load_checkpoint(checkpoint, model.checkpoint_parts(), config)
-    return model, manifest
+# ---- checkpoints ------------------------------------------------------------------------------
 
 
 def resolve_checkpoint(path):
@@ -199,17 +131,14 @@ class DDPMImages:
     def generate(self, num_images, diffusion_steps, initial_noise=None, seed=0):
         import keras
 
+        from diffusion_course.data import to_unit_range
+
         if initial_noise is None:
             size = self.config.image_size
             initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)
         images = self.sampler(diffusion_steps).sample(self.model.ema_network, initial_noise,
                                                       seed=seed)
         return to_unit_range(images)
-
-
-def to_unit_range(images):
-    """DDPM's [-1, 1] pixel values as [0, 1], clipped."""
-    return np.clip((np.asarray(images) + 1.0) / 2.0, 0.0, 1.0)
 
 
 def image_generator(model, sampler="ddim"):
@@ -236,29 +165,6 @@ def describe_source(source):
     return f"{source}: the JPEG/PNG images in that folder"
 
 
-def load_splits(model_name, source, config, seed):
-    """(train, validation) batches: training images in the model's range, validation in [0, 1].
-
-    DDIM uses the assignment's 80%/20% split. DDPM trains, as in the lab, on every flower image
-    (`DDPM_TRAIN_SPLIT`), so its KID is measured on images it has seen; on a folder or the
-    synthetic images both models use the same 80%/20% split, the images once per epoch.
-    """
-    from diffusion_course import data
-
-    if model_name == "ddim":
-        return data.load_ddim_splits(source, config, seed)
-    common = dict(image_size=config.image_size, batch_size=config.batch_size, seed=seed)
-    if source == "tfds":
-        return (data.load_tfds(data.DDPM_TRAIN_SPLIT, value_range="symmetric", **common),
-                data.load_tfds(data.DDIM_VALIDATION_SPLIT, **common))
-    # load_ddim_splits reads only these three fields
-    splits_config = SimpleNamespace(dataset_repetitions=1, image_size=config.image_size,
-                                    batch_size=config.batch_size)
-    train, validation = data.load_ddim_splits(source, splits_config, seed)
-    # the same arithmetic as value_range="symmetric" (DDPM section 3.3)
-    return train.map(lambda images: images * 2.0 - 1.0), validation
-
-
 def validation_batches(validation, max_batches=None):
     """The validation batches as NumPy arrays, read once, so every KID sees the same batches."""
     batches = validation if max_batches is None else validation.take(max_batches)
@@ -276,45 +182,6 @@ def make_kid(kind, image_size):
             f"{error}\nOn the command line, --kid-features offline chooses the weight-free "
             "features (their KID is labelled as such and is not comparable with Inception KID)."
         ) from error
-
-
-def configure_cpu_threads(profile):
-    """Runs each TensorFlow op on one thread for the quick profile on a CPU; returns the number
-    of threads per op (0: TensorFlow's default, one per core).
-
-    The quick networks' ops are too small to split between cores: with one thread per op (ops
-    still run side by side) a 2-core CPU trains them 1.3-1.5x faster, while the full profile's
-    convolutions get slower (0.31 instead of 0.41 DDIM steps/s). TensorFlow fixes its threads
-    when it runs its first op, so call this first; afterwards it changes nothing.
-    """
-    import tensorflow as tf
-
-    from diffusion_course.devices import has_gpu
-
-    threads = 1 if profile == "quick" and not has_gpu() else 0
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-    except RuntimeError:  # TensorFlow has started already: keep what it has
-        return tf.config.threading.get_intra_op_parallelism_threads()
-    return threads
-
-
-def seed_everything(seed):
-    """Seeds Python, NumPy, TensorFlow and Keras. tf.data's shuffles depend on TensorFlow's
-    global seed too, so it must be set before any dataset is made."""
-    import keras
-
-    keras.utils.set_random_seed(int(seed))
-
-
-def make_deterministic(seed):
-    """Seeds everything, and makes TensorFlow's ops deterministic."""
-    import tensorflow as tf
-
-    seed_everything(seed)
-    # without it, multithreaded kernels may sum in a different order in each run, and two runs
-    # with one seed would drift apart after a few steps (and a resumed run from an unbroken one)
-    tf.config.experimental.enable_op_determinism()
 
 
 def sampling_plan(config, sampler, steps, default_sampler, default_steps):

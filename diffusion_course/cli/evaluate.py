@@ -9,22 +9,19 @@ from diffusion_course.cli.common import (
     SAMPLER_NAMES,
     add_checkpoint_argument,
     add_kid_arguments,
-    config_from_manifest,
     data_source,
     describe_source,
     image_generator,
-    load_model,
-    load_splits,
     make_kid,
-    model_name_of,
     positive_int,
     preview_steps,
     resolve_checkpoint,
     sampling_plan,
-    seed_everything,
     seed_int,
     validation_batches,
 )
+from diffusion_course.models import config_from_manifest, load_model, model_name_of
+from diffusion_course.runtime import seed_everything
 
 EXAMPLES = """examples:
   python -m diffusion_course evaluate runs/ddim --data tfds
@@ -59,6 +56,7 @@ def add_parser(subparsers):
 
 def run(args):
     from diffusion_course.checkpoints import read_manifest
+    from diffusion_course.data import load_splits
     from diffusion_course.training import KIDCallback
 
     checkpoint = resolve_checkpoint(args.checkpoint)

@@ -9,17 +9,14 @@ from diffusion_course.cli.common import (
     SAMPLER_NAMES,
     UsageError,
     add_checkpoint_argument,
-    config_from_manifest,
     image_generator,
-    load_model,
-    model_name_of,
     positive_int,
     preview_steps,
     resolve_checkpoint,
     sampling_plan,
     seed_int,
-    to_unit_range,
 )
+from diffusion_course.models import config_from_manifest, load_model, model_name_of
 
 GIF_FRAMES = 40  # at most: the recorded steps are thinned out evenly beyond this
 FINAL_FRAME_REPEATS = 10  # the result stays on screen for this many frames before the loop
@@ -104,6 +101,8 @@ def ddim_process(model, num_images, steps, seed):
 def ddpm_process(generator, num_images, steps, seed):
     """(noisy images x_t at up to GIF_FRAMES steps, final images) of the DDPM model, in [0, 1]."""
     import keras
+
+    from diffusion_course.data import to_unit_range
 
     size = generator.config.image_size
     initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)

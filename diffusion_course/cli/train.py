@@ -19,26 +19,21 @@ import dataclasses
 from pathlib import Path
 
 from diffusion_course.cli.common import (
-    MODEL_NAMES,
     SWITCH_CHOICES,
     UsageError,
     add_kid_arguments,
-    build_model,
-    config_class,
-    configure_cpu_threads,
     data_source,
     decay,
     describe_source,
     image_generator,
-    load_splits,
-    make_deterministic,
     make_kid,
     positive_int,
     preview_steps,
-    seed_everything,
     seed_int,
     validation_batches,
 )
+from diffusion_course.models import MODEL_NAMES, build_model, config_class
+from diffusion_course.runtime import configure_cpu_threads, make_deterministic, seed_everything
 
 DEFAULT_SAVE_EVERY = 250  # steps between the checkpoints taken inside an epoch
 
@@ -166,6 +161,7 @@ def train(settings, out, resume=False):
     """
     from diffusion_course.checkpoints import TRAINING_STATE_PART, TrainingState, load_checkpoint
     from diffusion_course.cli.training_run import Progress, TrainingRun
+    from diffusion_course.data import load_splits
     from diffusion_course.devices import resolve_jit_compile, resolve_mixed_precision
     from diffusion_course.training import KIDCallback, SampleGridCallback
 

@@ -9,9 +9,9 @@ features. Any failure prints what is wrong and exits with status 1.
 import sys
 from pathlib import Path
 
-from diffusion_course.cli.common import (
+from diffusion_course.models import (
     MODEL_NAMES,
-    CommandError,
+    UnknownModelError,
     build_model,
     config_class,
     config_from_manifest,
@@ -46,7 +46,7 @@ def run(args):
 
     try:
         manifest = verify(args.checkpoint, args.model, args.profile)
-    except (CheckpointError, ConfigError, CommandError) as error:
+    except (CheckpointError, ConfigError, UnknownModelError) as error:
         print(f"verify FAILED for {args.checkpoint}:\n{error}", file=sys.stderr)
         return 1
     print(describe(args.checkpoint, manifest))
