@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from autograder.reference import ReferenceDiffusionModel
-from diffusion_course.checkpoints import load_checkpoint, save_checkpoint
+from diffusion_course.checkpoints import (
+    TRAINING_STATE_PART,
+    TrainingState,
+    load_checkpoint,
+    save_checkpoint,
+)
 from diffusion_course.config import DDIMConfig, DDPMConfig
 from diffusion_course.ddpm import DDPMModel
 from diffusion_course.devices import network_dtype_policy, with_loss_scaling
@@ -131,3 +136,27 @@ def test_a_mixed_precision_checkpoint_loads_into_a_float32_model(tmp_path):
         for saved, loaded in zip(mixed.checkpoint_parts()[part].get_weights(),
                                  plain.checkpoint_parts()[part].get_weights()):
             np.testing.assert_array_equal(saved, loaded)
+
+
+def test_a_mixed_precision_run_resumes_with_its_loss_scale(tmp_path):
+    """The loss scale is optimizer state: a resumed run continues exactly where it stopped."""
+    config = DDIMConfig.from_profile("quick", mixed_precision=True)
+    images = smooth_images(32, config.image_size)
+    first = ReferenceDiffusionModel(config, seed=0)
+    first.adapt_normalizer(images)
+    first.compile()
+    first.fit(images, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    save_checkpoint(tmp_path / "last", {**first.checkpoint_parts(),
+                                        TRAINING_STATE_PART: TrainingState(first)},
+                    config, step=2, seed=0)
+
+    resumed = ReferenceDiffusionModel(config, seed=1)
+    resumed.compile()
+    load_checkpoint(tmp_path / "last", {**resumed.checkpoint_parts(),
+                                        TRAINING_STATE_PART: TrainingState(resumed)}, config)
+    assert "dynamic_scale" in {variable.name for variable in resumed.optimizer.variables}
+    losses = [model.fit(images, batch_size=16, epochs=1, verbose=0, shuffle=False)
+              .history["n_loss"] for model in (first, resumed)]
+    assert losses[0] == losses[1]
+    for expected, weights in zip(first.network.get_weights(), resumed.network.get_weights()):
+        np.testing.assert_array_equal(weights, expected)
