@@ -91,7 +91,6 @@ def save_checkpoint(directory, networks, config, step, seed, extra=None):
     with `save_weights`/`load_weights` may be stored, e.g. a compiled model with its optimizer.
     Returns the manifest.
     """
-    directory = Path(os.path.abspath(directory))
     _check_networks(networks)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -105,13 +104,8 @@ def save_checkpoint(directory, networks, config, step, seed, extra=None):
         "networks": {},
         "extra": _json_ready({} if extra is None else extra, "extra"),
     }
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    _finish_interrupted_saves(directory)
-    _refuse_to_replace_other_files(directory)
 
-    temporary = _new_sibling(directory, "tmp")
-    os.mkdir(temporary)
-    try:
+    def write_parts(temporary):
         for name, network in networks.items():
             path = temporary / f"{name}{WEIGHTS_SUFFIX}"
             network.save_weights(str(path))
@@ -121,11 +115,8 @@ def save_checkpoint(directory, networks, config, step, seed, extra=None):
                 "size_bytes": path.stat().st_size,
             }
         _write_json(temporary / MANIFEST_NAME, manifest)
-        _fsync(temporary)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    _swap_into_place(temporary, directory)
+
+    _replace_atomically(Path(os.path.abspath(directory)), write_parts)
     return manifest
 
 
@@ -138,24 +129,32 @@ def copy_checkpoint(source, directory):
     """
     manifest = verify_checkpoint(source)
     source = _existing_checkpoint(source)
-    directory = Path(os.path.abspath(directory))
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    _finish_interrupted_saves(directory)
-    _refuse_to_replace_other_files(directory)
 
-    temporary = _new_sibling(directory, "tmp")
-    os.mkdir(temporary)
-    try:
+    def copy_files(temporary):
         for name in [MANIFEST_NAME, *(entry["file"] for entry in manifest["networks"].values())]:
             shutil.copyfile(source / name, temporary / name)
             _fsync(temporary / name)
         _verify_files(temporary, manifest, manifest["networks"])  # the copy, not just the source
+
+    _replace_atomically(Path(os.path.abspath(directory)), copy_files)
+    return manifest
+
+
+def _replace_atomically(directory, write_files):
+    """Steps 1-4 of the module docstring: `write_files(temporary)` fills a new sibling folder,
+    which is flushed and then swapped in for `directory`."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _finish_interrupted_saves(directory)
+    _refuse_to_replace_other_files(directory)
+    temporary = _new_sibling(directory, "tmp")
+    os.mkdir(temporary)
+    try:
+        write_files(temporary)
         _fsync(temporary)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     _swap_into_place(temporary, directory)
-    return manifest
 
 
 def library_versions():
