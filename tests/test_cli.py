@@ -310,3 +310,17 @@ def test_committed_quick_references_verify_and_record_their_training(reference, 
     assert extra["kid"]["features"].startswith("offline")
     total_bytes = sum(path.stat().st_size for path in checkpoint.iterdir())
     assert total_bytes < 3_000_000
+
+
+def test_a_run_saved_before_the_mixed_precision_setting_resumes_with_its_default():
+    from diffusion_course.cli.common import UsageError
+    from diffusion_course.cli.train import RunSettings, check_same_run
+
+    settings = RunSettings(model="ddim", profile="quick", data="synthetic", seed=0, epochs=1,
+                           steps_per_epoch=4, kid_features="offline", kid_batches=None, ema=None,
+                           jit_compile="auto", save_every=250)
+    saved = {key: value for key, value in vars(settings).items() if key != "mixed_precision"}
+    check_same_run(settings, saved, "runs/old")  # "auto" then, "auto" now
+    with pytest.raises(UsageError, match="mixed_precision 'on' \\(the run has 'auto'\\)"):
+        check_same_run(RunSettings(**{**vars(settings), "mixed_precision": "on"}), saved,
+                       "runs/old")

@@ -232,6 +232,9 @@ def train(settings, out, resume=False):
 
 def check_same_run(settings, saved, out):
     """A resumed run must be the run that was saved: only the epochs and saves may change."""
+    # a run saved before a setting existed ran with that setting's default
+    saved = {**{field.name: field.default for field in dataclasses.fields(RunSettings)
+                if field.default is not dataclasses.MISSING}, **saved}
     conflicts = [f"{name} {getattr(settings, name)!r} (the run has {saved[name]!r})"
                  for name in FIXED_ON_RESUME if getattr(settings, name) != saved[name]]
     if conflicts:
