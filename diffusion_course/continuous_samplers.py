@@ -21,6 +21,7 @@ flow ODE dx̄/dσ̄ = ε̂ (Song et al. 2021, eq. 14); the second-order and mult
 import numpy as np
 from keras import ops
 
+from diffusion_course.config import PREDICTIONS
 from diffusion_course.parametrizations import convert
 from diffusion_course.samplers import Sampler
 
@@ -55,7 +56,9 @@ class ContinuousSampler(Sampler):
                 or not 1 <= diffusion_steps <= MAX_DIFFUSION_STEPS):
             raise ValueError(f"diffusion_steps={diffusion_steps!r} is invalid: it must be an "
                              f"integer from 1 to {MAX_DIFFUSION_STEPS}.")
-        convert(prediction, 0.0, 0.0, 1.0, 1.0)  # an unknown prediction type fails here
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction={prediction!r} is unknown: choose one of "
+                             f"{PREDICTIONS}.")
         self.schedule = schedule
         self.prediction = prediction
         self.dtype = dtype
