@@ -222,6 +222,14 @@ def test_ddpm_steps_are_diffusers_ddpm_scheduler(step_inputs, prediction, varian
     np.testing.assert_allclose(pred_images, expected[1], atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["ddpm-vp", "ddpm-large"])
+def test_a_schedule_that_ends_without_noise_samples_finite_images(name):
+    """max_signal_rate = 1: the last step goes to n' = 0, where σ·n/n' would divide by zero."""
+    schedule = make_schedule("assignment-cosine", min_signal_rate=0.02, max_signal_rate=1.0)
+    sampler = make_sampler(name, schedule, 4, jit_compile=False)
+    assert np.all(np.isfinite(sampler.sample(ideal_network, INITIAL_NOISE, seed=SEED)))
+
+
 # ---- the compiled loop -----------------------------------------------------------------------
 
 
