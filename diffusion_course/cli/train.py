@@ -207,12 +207,13 @@ def train_in_held_folder(settings, out, resume):
     # a resume on other settings or data, missing KID weights or data fail here, before
     # anything is trained
     saved = saved_run(out) if resume else None
-    fingerprint = data_fingerprint(settings.data)
     if saved is not None:
         recorded = recorded_settings(saved, out)
         settings = dataclasses.replace(
             settings, steps_per_epoch=settings.steps_per_epoch or recorded.get("steps_per_epoch"))
         check_same_run(settings, recorded, out)
+    fingerprint = data_fingerprint(settings.data)
+    if saved is not None:
         check_same_data(fingerprint, saved["extra"].get("data_fingerprint"), out)
     kid = make_kid(settings.kid_features, config.image_size)
     try:
