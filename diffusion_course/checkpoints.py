@@ -520,10 +520,10 @@ _MANIFEST_FIELDS = {"config_class": (str, type(None)), "config": (dict, type(Non
 
 
 def _check_manifest_fields(manifest, path):
-    problems = [f"{name} is {manifest.get(name, '(missing)')!r}"
+    problems = [f"{name} is missing" if name not in manifest else f"{name} is {manifest[name]!r}"
                 for name, types in _MANIFEST_FIELDS.items()
-                if not isinstance(manifest.get(name, "(missing)"), types)
-                or isinstance(manifest.get(name), bool)]
+                if not isinstance(manifest.get(name), types) or isinstance(manifest.get(name), bool)
+                or name not in manifest]
     problems += [f"size_bytes of network {name!r} is {entry.get('size_bytes', '(missing)')!r}"
                  for name, entry in manifest["networks"].items()
                  if not isinstance(entry.get("size_bytes"), int)]

@@ -169,8 +169,10 @@ def saved_run(out):
 def recorded_settings(saved, out):
     """The `RunSettings` fields that `last/`'s manifest records, or a clear error."""
     recorded = saved["extra"].get("run")
-    if not isinstance(recorded, dict) or not set(recorded) <= {
-            field.name for field in dataclasses.fields(RunSettings)}:
+    fields = dataclasses.fields(RunSettings)
+    required = {field.name for field in fields if field.default is dataclasses.MISSING}
+    if not isinstance(recorded, dict) or not required <= set(recorded) <= {
+            field.name for field in fields}:
         raise CommandError(
             f"{Path(out) / 'last'} holds a checkpoint that `train` did not write (its manifest "
             "records no run settings), so there is no run to resume. Choose another --out.")
