@@ -2,6 +2,7 @@
 nothing already saved is lost. These run in this process, on the committed quick references
 or on checkpoints written here, and stop before any training starts."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -52,19 +53,26 @@ def edit_manifest(checkpoint, change):
     path.write_text(json.dumps(manifest))
 
 
-@pytest.fixture
-def read_only_folder(tmp_path):
-    """A real read-only file system (root ignores file permissions, so chmod would not do)."""
+@contextlib.contextmanager
+def small_file_system(mount_point, options):
+    """A real tmpfs (root ignores file permissions, so chmod could not make one read-only)."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        pytest.skip("mounting a read-only file system needs root")
-    mount_point = tmp_path / "read-only"
+        pytest.skip("mounting a file system needs root")
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs",
-                              str(mount_point)], capture_output=True, text=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    with small_file_system(tmp_path / "read-only", "ro,size=64k") as mount_point:
+        yield mount_point
 
 
 def write_images(folder, count, size=16):
@@ -222,6 +230,17 @@ def test_verify_accepts_a_training_runs_folder(tmp_path, capsys):
     reference_copy(tmp_path / "run" / "best")
     assert main(["verify", str(tmp_path / "run")]) == 0
     assert f"OK: {tmp_path / 'run' / 'best'}" in capsys.readouterr().out
+
+
+def test_sample_onto_a_full_disk_is_a_message(tmp_path, capsys):
+    with small_file_system(tmp_path / "disk", "size=16k") as disk:
+        with open(disk / "filler", "wb", buffering=0) as filler:
+            with contextlib.suppress(OSError):
+                while True:  # until the disk is full
+                    filler.write(b"\0" * 1024)
+        status, error = exit_status(["sample", REFERENCE, "--out", disk / "grid.png",
+                                     "--batch", "4", "--steps", "2"], capsys)
+    assert status == 1 and "cannot write" in error and "No space left on device" in error
 
 
 def test_sample_onto_a_folder_is_a_usage_error(tmp_path, capsys):
