@@ -192,6 +192,7 @@ def train(settings, out, resume=False):
 
 
 def train_in_held_folder(settings, out, resume):
+    """`train`, once the run folder `out` is checked and held."""
     from diffusion_course.checkpoints import TRAINING_STATE_PART, TrainingState, load_checkpoint
     from diffusion_course.cli.training_run import Progress, TrainingRun, write_csv
     from diffusion_course.data import TooFewImagesError, load_splits
