@@ -41,7 +41,7 @@ def held_run_folder(out):
     lock_path = out / LOCK_NAME
     try:
         out.mkdir(parents=True, exist_ok=True)
-        lock_file = open(lock_path, "a+", encoding="utf-8")
+        lock_file = open(lock_path, "a+", encoding="utf-8", errors="backslashreplace")
     except OSError as error:
         raise CommandError(f"Cannot write to the run folder {out}: {error.strerror}. Choose an "
                            "--out folder that you can write to (is the disk read-only?).") from None
