@@ -121,11 +121,11 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from diffusion_course.cli.run_folder import check_run_folder
+    from diffusion_course.cli.run_folder import held_run_folder
 
-    check_run_folder(args.out)
-    settings, resuming = settings_from(args)
-    train(settings, args.out, resuming)
+    with held_run_folder(args.out):  # before reading the run: another may be saving it
+        settings, resuming = settings_from(args)
+        train_in_held_folder(settings, Path(args.out), resuming)
 
 
 def settings_from(args):
