@@ -133,6 +133,12 @@ def test_too_few_images_names_options_that_exist(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing trained, no trace left
 
 
+def test_a_run_that_cannot_start_leaves_no_folders(tmp_path, capsys):
+    status, error = exit_status(["train", "--out", tmp_path / "runs" / "new"], capsys)
+    assert status == 2 and "--model is required" in error
+    assert os.listdir(tmp_path) == []
+
+
 # ---- train --resume: the same run, on the same data ------------------------------------------
 
 

@@ -37,7 +37,7 @@ def held_run_folder(out):
     """Checks and locks the run folder `out` for the duration of the `with` block."""
     out = Path(out)
     check_run_folder(out)
-    created = not out.exists()
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
     lock_path = out / LOCK_NAME
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,8 @@ def held_run_folder(out):
         finally:
             if created and os.listdir(out) == [LOCK_NAME]:  # nothing was trained: leave no trace
                 os.remove(lock_path)
-                os.rmdir(out)
+                for folder in created:  # the deepest first
+                    os.rmdir(folder)
     finally:
         lock_file.close()
 
