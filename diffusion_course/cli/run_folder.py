@@ -66,8 +66,9 @@ def held_run_folder(out):
         finally:
             if created and os.listdir(out) == [LOCK_NAME]:  # nothing was trained: leave no trace
                 os.remove(lock_path)
-                for folder in created:  # the deepest first
-                    os.rmdir(folder)
+                with contextlib.suppress(OSError):  # a folder someone else filled meanwhile
+                    for folder in created:  # the deepest first
+                        os.rmdir(folder)
     finally:
         lock_file.close()
 
