@@ -5,11 +5,12 @@
     sample      a PNG grid or a GIF of the sampling process, from a checkpoint
     evaluate    the KID of a checkpoint against the validation images
     verify      check a checkpoint's manifest, sha256s and configuration
+    card        a model card (README.md) beside a checkpoint, from its manifest
     references  regenerate every reference checkpoint of a profile, with fixed seeds
     pack        a profile's references as release archives with SHA256SUMS
     install     a downloaded reference archive, checked against its sha256, into place
 
-train, sample, evaluate, verify, pack and install each live in a module of their own with
+train, sample, evaluate, verify, card, pack and install each live in a module of their own with
 `add_parser` and `run`; references, a thin layer over `diffusion_course.references`, is defined
 here. TensorFlow is imported only once a command runs, so `--help` is instant. Exit codes: 0
 success, 1 the command failed (the message says why and what to do), 2 bad arguments.
@@ -19,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from diffusion_course.cli import evaluate, install, pack, sample, train, verify
+from diffusion_course.cli import card, evaluate, install, pack, sample, train, verify
 from diffusion_course.cli.common import KID_FEATURES, CommandError, UsageError, data_source
 
 EXAMPLES = """examples:
@@ -28,6 +29,7 @@ EXAMPLES = """examples:
   python -m diffusion_course verify runs/ddim-quick/best
   python -m diffusion_course sample runs/ddim-quick --out samples.png
   python -m diffusion_course evaluate runs/ddim-quick --kid-features offline
+  python -m diffusion_course card runs/ddim-quick/best
   python -m diffusion_course references --profile quick
 
 Run `python -m diffusion_course COMMAND --help` for a command's options.
@@ -46,7 +48,7 @@ def build_parser():
         description="Train, sample, evaluate and verify the course's diffusion models.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, sample, evaluate, verify, pack, install):
+    for module in (train, sample, evaluate, verify, card, pack, install):
         command_parser = module.add_parser(subparsers)
         command_parser.formatter_class = argparse.RawDescriptionHelpFormatter
         command_parser.set_defaults(parser=command_parser)

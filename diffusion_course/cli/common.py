@@ -67,12 +67,18 @@ def decay(text):
 
 
 def data_source(text):
-    """argparse type: "tfds", "synthetic" or "folder:PATH" (the folder is checked on loading)."""
+    """argparse type: "tfds", "tfds:NAME", "synthetic" or "folder:PATH" (the folder is checked
+    on loading)."""
     if text in ("tfds", SYNTHETIC_SOURCE) or (text.startswith("folder:") and len(text) > 7):
         return text
+    from diffusion_course.datasets import DATASETS  # imports TensorFlow: only when needed
+
+    if text.startswith("tfds:") and text[len("tfds:"):] in DATASETS:
+        return text
     raise argparse.ArgumentTypeError(
-        f"{text!r} is not a data source: use 'tfds' (Oxford Flowers 102), 'folder:PATH' (a folder "
-        "of JPEG/PNG images) or 'synthetic' (generated test images, for machines without data)"
+        f"{text!r} is not a data source: use 'tfds' (Oxford Flowers 102), 'tfds:NAME' (NAME one "
+        f"of {', '.join(DATASETS)}), 'folder:PATH' (a folder of JPEG/PNG images) or 'synthetic' "
+        "(generated test images, for machines without data)"
     )
 
 
@@ -160,8 +166,12 @@ def describe_source(source):
     if source == SYNTHETIC_SOURCE:
         return ("synthetic: diffusion_course.synthetic flower-like images, not Oxford Flowers "
                 "(for machines without the real data)")
-    if source == "tfds":
-        return "tfds: Oxford Flowers 102 through tensorflow-datasets"
+    from diffusion_course.data import parse_source
+    from diffusion_course.datasets import tfds_dataset
+
+    kind, location = parse_source(source)
+    if kind == "tfds":
+        return f"{source}: {tfds_dataset(location).title} through tensorflow-datasets"
     return f"{source}: the JPEG/PNG images in that folder"
 
 

@@ -39,8 +39,8 @@ def add_parser(subparsers):
         epilog=EXAMPLES)
     add_checkpoint_argument(parser)
     parser.add_argument("--data", type=data_source,
-                        help="tfds, folder:PATH or synthetic (default: the data the checkpoint "
-                             "was trained on, else tfds)")
+                        help="tfds, tfds:NAME, folder:PATH or synthetic (default: the data the "
+                             "checkpoint was trained on, else tfds)")
     add_kid_arguments(parser)
     parser.add_argument("--steps", type=positive_int,
                         help="sampling steps (default: the profile's kid_diffusion_steps for "

@@ -83,7 +83,9 @@ def add_parser(subparsers):
     parser.add_argument("--profile", choices=("full", "quick"),
                         help="configuration profile (default: full with a GPU, else quick)")
     parser.add_argument("--data", type=data_source,
-                        help="tfds, folder:PATH or synthetic (default: tfds)")
+                        help="tfds (Oxford Flowers), tfds:NAME (oxford_flowers102, "
+                             "caltech_birds2011, celeb_a, cifar10), folder:PATH or synthetic "
+                             "(default: tfds)")
     parser.add_argument("--out", required=True, type=Path, help="the run's folder")
     parser.add_argument("--seed", type=seed_int, help="random seed (default: 0)")
     parser.add_argument("--epochs", type=positive_int,
