@@ -1,6 +1,6 @@
 """The command line for teaching assistants: `python -m diffusion_course COMMAND ...`.
 
-    train       train a model: progress bar, CSV/TensorBoard logs, sample grids, checkpoints,
+    train       train a model: progress bar, CSV log, sample grids, checkpoints,
                 best-by-KID selection, exact --resume
     sample      a PNG grid or a GIF of the sampling process, from a checkpoint
     evaluate    the KID of a checkpoint against the validation images
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from diffusion_course.cli import card, evaluate, install, pack, sample, train, verify
 from diffusion_course.cli.common import KID_FEATURES, CommandError, UsageError, data_source
+from diffusion_course.cli.startup_noise import import_tensorflow_quietly
 
 EXAMPLES = """examples:
   python -m diffusion_course train --model ddim --profile quick --data synthetic \\
@@ -101,6 +102,11 @@ def expected_errors():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name need not be UTF-8
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    if "tensorflow" not in sys.modules:  # the first import prints start-up notices
+        import_tensorflow_quietly()
     try:
         return args.run(args) or 0
     except UsageError as error:

@@ -61,6 +61,12 @@ def run(args):
     if args.out.suffix.lower() not in (".png", ".gif"):
         raise UsageError(f"--out {args.out}: the file must end in .png (a grid of the images) "
                          "or .gif (the sampling process).")
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give the file to write, e.g. "
+                         f"{args.out / ('samples' + args.out.suffix.lower())}.")
+    blocking = next((folder for folder in args.out.parents if folder.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"--out {args.out}: {blocking} is a file, not a folder.")
     checkpoint = resolve_checkpoint(args.checkpoint)
     config = config_from_manifest(read_manifest(checkpoint))
     sampler, steps = sampling_plan(config, args.sampler, args.steps, default_sampler="ddpm",
