@@ -563,6 +563,8 @@ def _check_config(config, manifest, folder):
         )
     expected = _json_ready(config.to_dict(), "config")
     found = manifest.get("config") or {}
+    if found:  # a field added after the checkpoint was saved holds its default, as it did then
+        found = {**_json_ready(type(config)().to_dict(), "config"), **found}
     missing = "(missing)"
     differences = [
         f"  {field}: expected {expected.get(field, missing)!r}, "
