@@ -118,13 +118,14 @@ def resolve_checkpoint(path):
 
 class DDPMImages:
     """Gives a `DDPMModel` the `generate` of `DiffusionModel`: images in [0, 1], from its EMA
-    network through a compiled sampler ("ddpm": all timesteps; "ddim": deterministic DDIM in
-    `diffusion_steps` steps)."""
+    network through a compiled sampler ("ddpm": all timesteps; "ddim": DDIM with `eta` in
+    `diffusion_steps` steps, deterministic at η = 0)."""
 
-    def __init__(self, model, sampler="ddim"):
+    def __init__(self, model, sampler="ddim", eta=0.0):
         self.model = model
         self.config = model.config
         self.sampler_name = sampler
+        self.eta = eta
         self._samplers = {}
 
     def sampler(self, diffusion_steps):
@@ -134,8 +135,11 @@ class DDPMImages:
         if key not in self._samplers:  # each sampler compiles its loop once
             self._samplers[key] = (
                 DDPMSampler(self.model.diffusion) if self.sampler_name == "ddpm"
-                else DDIMSampler(self.model.diffusion, num_steps=diffusion_steps))
+                else DDIMSampler(self.model.diffusion, num_steps=diffusion_steps, eta=self.eta))
         return self._samplers[key]
+
+    def network_evaluations(self, diffusion_steps):
+        return self.sampler(diffusion_steps).num_steps
 
     def generate(self, num_images, diffusion_steps, initial_noise=None, seed=0):
         import keras
