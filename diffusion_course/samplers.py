@@ -8,6 +8,9 @@ Every sampler has the same small interface (after Hugging Face diffusers' schedu
   given this step's coefficients; it returns `(next_noisy_images, pred_images)`;
 - `sample(network, initial_noise, seed)`: all steps as ONE compiled loop.
 
+The continuous-time samplers of the DDIM model (continuous_samplers.py) share the loop: their
+steps may call the network twice, or carry past predictions from step to step.
+
 The seed lab called `network.predict` 1000 times in a Python loop; here the whole loop is traced
 once (`tf.function`, or `jax.jit`) and runs without returning to Python between steps.
 
@@ -83,7 +86,8 @@ def resolve_sampler_jit_compile(setting):
 class Trajectory:
     """Snapshots of a sampling run, one every `record_every` steps (for strips and GIFs).
 
-    `noisy_images[j]` is the input of step `steps[j]` (at timestep `timesteps[j]`) and
+    `noisy_images[j]` is the input of step `steps[j]` (at timestep `timesteps[j]`, a diffusion
+    time in [0, 1] for the continuous samplers of continuous_samplers.py) and
     `pred_images[j]` the clean image x̂_0 predicted from it; both are (records, batch, H, W, C).
     """
 
@@ -94,68 +98,75 @@ class Trajectory:
 
 
 class Sampler:
-    """What all samplers share: x̂_0 from ε̂, and the compiled sampling loop.
+    """What all samplers share: the compiled sampling loop.
 
-    A subclass sets `timesteps` (descending) and `adds_noise`, and implements `step_tables` and
-    `step`. In `step`, `coefficients` holds this step's entry of every step table: scalars, except
-    `timesteps`, which has one entry per image, as the network takes it.
+    A subclass sets `timesteps` (the time of each step, in sampling order) and `adds_noise`, and
+    implements `step_tables`, `table_length` and `denoising_step`. In `denoising_step`,
+    `coefficients` holds this step's entry of every step table; `carried` holds what the loop
+    carries from step to step besides the noisy images (`initial_carried`: nothing by default,
+    past predictions for a multistep sampler).
     """
 
     timesteps: np.ndarray
     adds_noise: bool
+    # the dtype of the loop: the images, the step tables and the noise
+    dtype = "float32"
     # compiled loops, shared by samplers whose traces are the same (see `_trace_key`)
     _compiled_loops = {}
 
-    def __init__(self, diffusion, clip_denoised=True, jit_compile="auto"):
-        self.diffusion = diffusion
-        self.clip_denoised = bool(clip_denoised)
+    def __init__(self, jit_compile="auto"):
         self.jit_compile = resolve_sampler_jit_compile(jit_compile)
 
     @property
     def num_steps(self):
         return len(self.timesteps)
 
-    def step_tables(self):
-        """Per-step coefficients: a dict name -> array of length `num_steps`."""
-        return {"timesteps": self.timesteps}
-
-    def step(self, pred_noises, noisy_images, coefficients, noises):
-        """One reverse step; returns `(next_noisy_images, pred_images)`."""
+    @property
+    def table_length(self):
+        """The length to which every step table is padded (the most steps a sampler can take)."""
         raise NotImplementedError
 
-    def coefficients_at(self, step_index, batch_size):
-        """Step `step_index`'s coefficients, as the compiled loop hands them to `step`."""
-        return self._coefficients(self._padded_tables(), step_index, batch_size)
+    def step_tables(self):
+        """Per-step coefficients: a dict name -> array with one row per step."""
+        raise NotImplementedError
 
-    def predict_images(self, pred_noises, noisy_images, timesteps):
-        """x̂_0 = √(1/ᾱ_t)·x_t − √(1/ᾱ_t − 1)·ε̂ (DDPM eq. 4 solved for x_0), clipped if asked."""
-        pred_images = self.diffusion.predict_start_from_noise(noisy_images, timesteps, pred_noises)
-        if self.clip_denoised:
-            pred_images = ops.clip(pred_images, self.diffusion.clip_min, self.diffusion.clip_max)
-        return pred_images
+    def initial_carried(self, initial_noise):
+        """The tensors that the loop carries besides the noisy images, before the first step."""
+        return ()
+
+    def denoising_step(self, call_network, noisy_images, carried, coefficients, noises):
+        """One reverse step, with `call_network(inputs)` the network; returns
+        `(next_noisy_images, next_carried, pred_images)`."""
+        raise NotImplementedError
+
+    def trace_details(self):
+        """What `denoising_step` reads from the sampler besides the step tables."""
+        return ()
+
+    def final_images(self, loop_state):
+        """The generated images, from the loop's final state (numpy arrays)."""
+        return loop_state[0]
+
+    def coefficients_at(self, step_index, batch_size):
+        """Step `step_index`'s coefficients, as the compiled loop hands them to the step."""
+        return self._coefficients(self._padded_tables(), step_index, batch_size)
 
     # ---- the compiled loop ---------------------------------------------------------------
 
     def sample(self, network, initial_noise, seed=None, return_trajectory=False, record_every=1):
         """Runs every step on `initial_noise` (batch, H, W, C) as one compiled loop.
 
-        Returns the generated images as a numpy array in the data range ([-1, 1]), and with
-        `return_trajectory=True` also a `Trajectory` recorded every `record_every` steps.
-        The first call for a network and batch shape compiles the loop; later calls reuse it.
+        Returns the generated images as a numpy array, and with `return_trajectory=True` also a
+        `Trajectory` recorded every `record_every` steps. The first call for a network and
+        batch shape compiles the loop; later calls reuse it.
         """
-        seed = _check_seed(seed)
-        if not isinstance(record_every, int) or record_every < 1:
-            raise ValueError(f"record_every={record_every!r} is invalid: it must be an integer "
-                             ">= 1 (record one step in every `record_every`).")
-        # (k, number of records): static, because the records' shape depends on them
-        recording = None
-        if return_trajectory:
-            recording = (record_every, -(-self.num_steps // record_every))
-        outputs = self._run(network, initial_noise, seed, self.num_steps, recording)
+        loop_state = self._run_checked(network, initial_noise, seed, return_trajectory,
+                                       record_every)
+        images = self.final_images(loop_state)
         if not return_trajectory:
-            return outputs[0]
+            return images
         steps = np.arange(0, self.num_steps, record_every)
-        return outputs[0], Trajectory(steps, self.timesteps[steps], outputs[1], outputs[2])
+        return images, Trajectory(steps, self.timesteps[steps], loop_state[-2], loop_state[-1])
 
     def warm_up(self, network, initial_noise):
         """Compiles the loop for this network and batch shape by running a single step.
@@ -165,56 +176,68 @@ class Sampler:
         """
         self._run(network, initial_noise, 0, 1, None)
 
+    def _run_checked(self, network, initial_noise, seed, return_trajectory, record_every):
+        seed = _check_seed(seed)
+        if not isinstance(record_every, int) or record_every < 1:
+            raise ValueError(f"record_every={record_every!r} is invalid: it must be an integer "
+                             ">= 1 (record one step in every `record_every`).")
+        # (k, number of records): static, because the records' shape depends on them
+        recording = None
+        if return_trajectory:
+            recording = (record_every, -(-self.num_steps // record_every))
+        return self._run(network, initial_noise, seed, self.num_steps, recording)
+
     def _run(self, network, initial_noise, seed, num_steps, recording):
         sampling_loop = self._compiled_loop(network, recording)
-        outputs = sampling_loop(ops.convert_to_tensor(initial_noise, "float32"),
+        outputs = sampling_loop(ops.convert_to_tensor(initial_noise, self.dtype),
                                 ops.convert_to_tensor(seed, "int32"),
                                 ops.convert_to_tensor(num_steps, "int32"),
                                 self._padded_tables())
         return [ops.convert_to_numpy(output) for output in outputs]
 
     def _padded_tables(self):
-        """The step tables as tensors, padded to the model's T entries so that every number of
+        """The step tables as tensors, padded to `table_length` rows so that every number of
         steps has the same shapes (and so the same compiled loop)."""
         tables = {}
         for name, table in self.step_tables().items():
-            padded = np.zeros(self.diffusion.timesteps, table.dtype)
+            padded = np.zeros((self.table_length, *np.shape(table)[1:]), np.asarray(table).dtype)
             padded[:len(table)] = table
             tables[name] = ops.convert_to_tensor(
-                padded, "int32" if name == "timesteps" else "float32")
+                padded, "int32" if name == "timesteps" else self.dtype)
         return tables
 
     @staticmethod
     def _coefficients(tables, step_index, batch_size):
-        coefficients = {name: ops.take(table, step_index) for name, table in tables.items()}
-        coefficients["timesteps"] = ops.broadcast_to(coefficients["timesteps"], (batch_size,))
+        coefficients = {name: ops.take(table, step_index, axis=0)
+                        for name, table in tables.items()}
+        if "timesteps" in coefficients:  # the network takes one timestep per image
+            coefficients["timesteps"] = ops.broadcast_to(coefficients["timesteps"], (batch_size,))
         return coefficients
 
     def _sampling_loop(self, denoising_step, initial_noise, seed, num_steps, tables, recording):
-        """The backend-neutral loop around `denoising_step(noisy_images, coefficients, noises)`."""
+        """The backend-neutral loop around
+        `denoising_step(noisy_images, carried, coefficients, noises)`."""
         batch_size = ops.shape(initial_noise)[0]
+        carried = tuple(self.initial_carried(initial_noise))
 
         def one_step(step_index, state):
             noisy_images = state[0]
             coefficients = self._coefficients(tables, step_index, batch_size)
-            noises = (step_noise(ops.shape(noisy_images), seed, step_index)
+            noises = (step_noise(ops.shape(noisy_images), seed, step_index, self.dtype)
                       if self.adds_noise else None)
-            next_noisy_images, pred_images = denoising_step(noisy_images, coefficients, noises)
+            next_noisy_images, next_carried, pred_images = denoising_step(
+                noisy_images, state[1:1 + len(carried)], coefficients, noises)
+            next_state = (next_noisy_images, *next_carried)
             if recording is None:
-                return (next_noisy_images,)
-            return (next_noisy_images, *self._record(state[1:], step_index, recording[0],
-                                                     noisy_images, pred_images))
+                return next_state
+            return (*next_state, *self._record(state[1 + len(carried):], step_index,
+                                               recording[0], noisy_images, pred_images))
 
-        state = (initial_noise,)
+        state = (initial_noise, *carried)
         if recording is not None:
-            empty_records = ops.zeros((recording[1], *ops.shape(initial_noise)), "float32")
-            state = (initial_noise, empty_records, empty_records)
+            empty_records = ops.zeros((recording[1], *ops.shape(initial_noise)), self.dtype)
+            state = (*state, empty_records, empty_records)
         return ops.fori_loop(0, num_steps, one_step, state)
-
-    def _denoise_and_step(self, predict_noises, noisy_images, coefficients, noises):
-        """The network, then `step`; `predict_noises(noisy_images, timesteps)` wraps the network."""
-        pred_noises = predict_noises(noisy_images, coefficients["timesteps"])
-        return self.step(pred_noises, noisy_images, coefficients, noises)
 
     @staticmethod
     def _record(records, step_index, record_every, noisy_images, pred_images):
@@ -229,15 +252,14 @@ class Sampler:
 
     def _trace_key(self, network, recording):
         """Everything that a trace reads from outside its inputs: equal keys, equal traces."""
-        return (type(self), id(network), id(self.diffusion), self.clip_denoised,
-                self.jit_compile, self.adds_noise, recording)
+        return (type(self), id(network), self.jit_compile, self.adds_noise, self.dtype, recording,
+                *self.trace_details())
 
     def _compiled_loop(self, network, recording):
         key = self._trace_key(network, recording)
         if key not in Sampler._compiled_loops:
-            # kept with the network and the diffusion, so that their ids cannot be reused
-            Sampler._compiled_loops[key] = (network, self.diffusion,
-                                            self._compile(network, recording))
+            # kept with the network and the sampler, so that the ids in the key cannot be reused
+            Sampler._compiled_loops[key] = (network, self, self._compile(network, recording))
         return Sampler._compiled_loops[key][2]
 
     def _compile(self, network, recording):
@@ -250,8 +272,8 @@ class Sampler:
             # (Partial functions, not closures: TensorFlow would count the first traces of all
             # the samplers' loops as retraces of one function, and warn about them.)
             denoising_step = tf.function(
-                functools.partial(self._denoise_and_step, lambda images, timesteps: network(
-                    [images, timesteps], training=False)),
+                functools.partial(self.denoising_step,
+                                  lambda inputs: network(inputs, training=False)),
                 jit_compile=self.jit_compile, reduce_retracing=True)
             # one trace serves every batch size (XLA still compiles once per shape)
             return tf.function(functools.partial(self._sampling_loop, denoising_step,
@@ -262,13 +284,12 @@ class Sampler:
         def run_stateless(trainable_values, non_trainable_values, initial_noise, seed,
                           num_steps, tables):
             # the weights are arguments, not constants baked into the compiled program
-            def predict_noises(noisy_images, timesteps):
-                pred_noises, _ = network.stateless_call(
-                    trainable_values, non_trainable_values, [noisy_images, timesteps],
-                    training=False)
-                return pred_noises
+            def call_network(inputs):
+                outputs, _ = network.stateless_call(trainable_values, non_trainable_values,
+                                                    inputs, training=False)
+                return outputs
 
-            return self._sampling_loop(functools.partial(self._denoise_and_step, predict_noises),
+            return self._sampling_loop(functools.partial(self.denoising_step, call_network),
                                        initial_noise, seed, num_steps, tables, recording)
 
         jitted = jax.jit(run_stateless)
@@ -281,7 +302,48 @@ class Sampler:
         return run
 
 
-class DDPMSampler(Sampler):
+class DiscreteSampler(Sampler):
+    """A sampler of the discrete DDPM model: the network takes integer timesteps, and `step`
+    turns its ε̂ into the next noisy images.
+
+    In `step`, `coefficients` holds this step's entry of every step table: scalars, except
+    `timesteps`, which has one entry per image, as the network takes it.
+    """
+
+    def __init__(self, diffusion, clip_denoised=True, jit_compile="auto"):
+        super().__init__(jit_compile)
+        self.diffusion = diffusion
+        self.clip_denoised = bool(clip_denoised)
+
+    @property
+    def table_length(self):
+        return self.diffusion.timesteps
+
+    def step_tables(self):
+        return {"timesteps": self.timesteps}
+
+    def step(self, pred_noises, noisy_images, coefficients, noises):
+        """One reverse step; returns `(next_noisy_images, pred_images)`."""
+        raise NotImplementedError
+
+    def denoising_step(self, call_network, noisy_images, carried, coefficients, noises):
+        pred_noises = call_network([noisy_images, coefficients["timesteps"]])
+        next_noisy_images, pred_images = self.step(pred_noises, noisy_images, coefficients,
+                                                   noises)
+        return next_noisy_images, (), pred_images
+
+    def trace_details(self):
+        return (id(self.diffusion), self.clip_denoised)
+
+    def predict_images(self, pred_noises, noisy_images, timesteps):
+        """x̂_0 = √(1/ᾱ_t)·x_t − √(1/ᾱ_t − 1)·ε̂ (DDPM eq. 4 solved for x_0), clipped if asked."""
+        pred_images = self.diffusion.predict_start_from_noise(noisy_images, timesteps, pred_noises)
+        if self.clip_denoised:
+            pred_images = ops.clip(pred_images, self.diffusion.clip_min, self.diffusion.clip_max)
+        return pred_images
+
+
+class DDPMSampler(DiscreteSampler):
     """Ancestral sampling (DDPM Algorithm 2): all T timesteps, T−1 down to 0."""
 
     adds_noise = True
@@ -321,7 +383,7 @@ def ddim_timesteps(timesteps, num_steps):
     return (np.round(timesteps - np.arange(num_steps) * timesteps / num_steps) - 1).astype(int)
 
 
-class DDIMSampler(Sampler):
+class DDIMSampler(DiscreteSampler):
     """DDIM (Song et al. 2021) on the discrete DDPM model, over a strided timestep subsequence.
 
     `eta` scales the noise added per step (DDIM eq. 16): 0 is deterministic DDIM, and 1 over all
