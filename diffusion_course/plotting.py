@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 from PIL import Image
 
 CELL_INCHES = 2.0  # size of one image in a figure
@@ -254,6 +255,10 @@ def plot_kid_vs_evaluations(rows, path=None, title="KID against network evaluati
         ax.plot(*zip(*points, strict=True), marker="o", label=sampler)
     evaluations = sorted({row["network_evaluations"] for row in rows})
     ax.set_xscale("log", base=2)
+    if all(row["kid"] > 0 for row in rows):  # (KID's unbiased estimate can be slightly < 0)
+        ax.set_yscale("log")  # a sampler far off at few steps would flatten the others
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.set_xticks(evaluations, [str(count) for count in evaluations])
     ax.set_xlabel("network evaluations")
     features = rows[0].get("kid_features")

@@ -12,11 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from diffusion_course.checkpoints import read_manifest
 from diffusion_course.cli import build_parser, main
+from diffusion_course.cli.evaluate import CONTINUOUS_SAMPLERS, MAX_STEPS
 from diffusion_course.cli.train import settings_from
+from diffusion_course.continuous_samplers import MAX_DIFFUSION_STEPS, SAMPLER_NAMES
 from diffusion_course.design_grid import GRID_COLUMNS, grid_table, read_grid
+from diffusion_course.sampler_comparison import read_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600
@@ -92,3 +96,63 @@ def test_grid_table_puts_predictions_in_rows_and_weightings_in_columns():
         "| noise | 0.5000 | 0.2500 |",
         "| image | 0.1250 |  |",
     ]
+
+
+# ---- evaluate: KID against network evaluations ------------------------------------------------
+
+
+def test_evaluate_writes_kid_against_network_evaluations(grid, tmp_path, capsys):
+    checkpoint = grid[0] / "runs" / "velocity-image" / "best"  # a velocity-predicting model
+    out = tmp_path / "chart.csv"
+    assert main(["evaluate", str(checkpoint), "--kid-batches", "1", "--steps", "1,2",
+                 "--sampler", "ddim", "--eta", "0,1", "--sampler", "second-order",
+                 "--sampler", "multistep", "--order", "1", "--out", str(out)]) == 0
+    rows = read_rows(out)
+    assert [(row["sampler"], row["diffusion_steps"], row["network_evaluations"])
+            for row in rows] == [
+        ("ddim", 1, 1), ("ddim", 2, 2), ("ddim η=1", 1, 1), ("ddim η=1", 2, 2),
+        ("second-order α=1", 1, 2), ("second-order α=1", 2, 4),
+        ("multistep order 1", 1, 1), ("multistep order 1", 2, 2)]
+    assert all(row["kid_features"].startswith("offline") for row in rows)
+    kids = {(row["sampler"], row["diffusion_steps"]): row["kid"] for row in rows}
+    # Adams-Bashforth of order 1 is DDIM, step for step
+    assert kids[("multistep order 1", 2)] == pytest.approx(kids[("ddim", 2)], rel=1e-4)
+    assert kids[("ddim η=1", 2)] != kids[("ddim", 2)]
+    assert Image.open(out.with_suffix(".png")).size[0] > 100
+    assert "| second-order α=1 |" in capsys.readouterr().out
+
+    # one sampler at one number of steps: the single measurement, the same value
+    assert main(["evaluate", str(checkpoint), "--kid-batches", "1", "--steps", "2"]) == 0
+    output = capsys.readouterr().out
+    assert float(output.split("value: ")[1].split()[0]) == pytest.approx(kids[("ddim", 2)],
+                                                                         rel=1e-4)
+    assert "ddim sampler, 2 steps (2 network evaluations)" in output
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--sampler", "ddim", "--alpha", "0.5"], "--alpha applies to --sampler second-order"),
+    (["--sampler", "multistep", "--order", "6"], "integers from 1 to 5"),
+    (["--sampler", "second-order", "--alpha", "0"], "numbers in (0, 1]"),
+    (["--steps", "2,x"], "integers from 1 to 1000"),
+    (["--sampler", "ddpm"], "--sampler ddpm applies to DDPM checkpoints"),
+    (["--steps", "2,4", "--out", "chart.txt"], "ending in .csv"),
+])
+def test_bad_evaluate_options_on_a_ddim_checkpoint_exit_with_status_2(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(REPO_ROOT / "data/checkpoints/quick/ddim"), *argv])
+    assert exit_info.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_a_ddpm_checkpoint_refuses_the_continuous_samplers(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(REPO_ROOT / "data/checkpoints/quick/ddpm"), "--sampler", "ddim",
+              "--sampler", "second-order"])
+    assert exit_info.value.code == 2
+    assert "--sampler second-order: a DDPM checkpoint samples with ddim" in (
+        capsys.readouterr().err)
+
+
+def test_the_command_line_knows_every_continuous_sampler():
+    assert CONTINUOUS_SAMPLERS == SAMPLER_NAMES
+    assert MAX_STEPS == MAX_DIFFUSION_STEPS
