@@ -2,31 +2,46 @@
 
 `DiffusionModel` holds everything but the three functions the students write:
 `diffusion_schedule`, `denoise` and `reverse_diffusion`. A subclass supplies them: the student's
-notebook, or the instructor's reference in `autograder/`. That keeps the solutions out of the
-library that students receive.
+notebook, the instructor's reference in `autograder/`, or the library's own,
+`ConfigurableDiffusionModel` (configurable_ddim.py), which adds the rest of the design space:
+any schedule, prediction type and sampler. Graded runs hide the library's schedule,
+parametrization and sampler modules from student code, so this module imports none of them.
 
 Training is backend-agnostic Keras 3: a forward pass (`call`) is one denoising exercise, and
-`compute_loss` reduces it to the scalar noise MAE. Keras's own train step (TensorFlow or JAX)
-then differentiates it, so there is no `tf.GradientTape` here.
+`compute_loss` reduces it to a scalar, the configured loss weighting (noise, image or velocity
+error) under the configured loss (MAE or MSE); the defaults are the assignment's noise MAE.
+Keras's own train step (TensorFlow or JAX) then differentiates it, so there is no
+`tf.GradientTape` here.
 """
 
 import keras
 from keras import layers, ops
 
+from diffusion_course.config import ConfigError
 from diffusion_course.devices import (
     dtype_policy,
     network_dtype_policy,
     resolve_jit_compile,
     with_loss_scaling,
 )
+from diffusion_course.losses import LOSS_NAMES, diffusion_losses
 from diffusion_course.networks import build_residual_unet, copy_network, update_ema_weights
+
+# the schedule and prediction type of the assignment's three functions
+ASSIGNMENT_DESIGN = {"schedule": "assignment-cosine", "prediction": "noise"}
 
 
 class DiffusionModel(keras.Model):
-    """A denoising diffusion model that predicts noise, with an EMA copy used for sampling."""
+    """A denoising diffusion model, with an EMA copy of its network used for sampling."""
+
+    # whether the subclass's three functions follow the configuration's schedule and prediction
+    # type; the assignment's implement only ASSIGNMENT_DESIGN
+    follows_configured_design = False
 
     def __init__(self, config, seed=None, **kwargs):
         super().__init__(**kwargs)
+        if not self.follows_configured_design:
+            _require_assignment_design(config)
         self.config = config
         image_shape = (config.image_size, config.image_size, 3)
         # images are normalised to zero mean and unit variance, exactly like the noise
@@ -40,8 +55,9 @@ class DiffusionModel(keras.Model):
         self.ema_network = copy_network(self.network, name="ema_residual_unet")
         self.ema_network.trainable = False
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.noise_loss_tracker = keras.metrics.Mean(name="n_loss")
-        self.image_loss_tracker = keras.metrics.Mean(name="i_loss")
+        # n_loss, i_loss, v_loss: the errors of ε̂, x̂0 and v̂ under the configured loss
+        self.loss_trackers = {kind: keras.metrics.Mean(name=name)
+                              for kind, name in LOSS_NAMES.items()}
 
     # ---- the three functions of the assignment -------------------------------------------
 
@@ -103,31 +119,48 @@ class DiffusionModel(keras.Model):
             update_ema_weights(self.ema_network, self.network, self.config.ema)
         pred_noises, pred_images = self.denoise(
             noisy_images, noise_rates, signal_rates, training=training)
-        return {"images": images, "noises": noises,
-                "pred_noises": pred_noises, "pred_images": pred_images}
+        return {"images": images, "noises": noises, "noise_rates": noise_rates,
+                "signal_rates": signal_rates, "pred_noises": pred_noises,
+                "pred_images": pred_images}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Mean absolute error of the predicted noise, reduced to a scalar.
+        """The configured error (`loss_weighting`) under the configured loss, as a scalar.
 
-        The DDIM text recommends MAE over MSE on this dataset. The image loss is only a metric.
+        By default the mean absolute error of the predicted noise: the DDIM text recommends MAE
+        over MSE on flowers. The other two errors are metrics only.
         """
-        noise_loss = ops.mean(ops.abs(y_pred["noises"] - y_pred["pred_noises"]))
-        image_loss = ops.mean(ops.abs(y_pred["images"] - y_pred["pred_images"]))
-        self.noise_loss_tracker.update_state(noise_loss)
-        self.image_loss_tracker.update_state(image_loss)
-        return noise_loss
+        losses = diffusion_losses(y_pred["images"], y_pred["noises"], y_pred["pred_images"],
+                                  y_pred["pred_noises"], y_pred["noise_rates"],
+                                  y_pred["signal_rates"], self.config.loss)
+        for kind, tracker in self.loss_trackers.items():
+            tracker.update_state(losses[kind])
+        return losses[self.config.loss_weighting]
 
     # ---- sampling ----------------------------------------------------------------------
 
     def generate(self, num_images, diffusion_steps, initial_noise=None, seed=None):
         """noise -> images -> denormalized images in [0, 1]."""
+        initial_noise = self.initial_noise(num_images, initial_noise, seed)
+        generated_images = self.reverse_diffusion(initial_noise, diffusion_steps)
+        return self.denormalize(generated_images)
+
+    def initial_noise(self, num_images, initial_noise=None, seed=None):
+        """`initial_noise` if given, else standard normal noise of `num_images` images."""
         if initial_noise is None:
             size = self.config.image_size
             initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)
-        generated_images = self.reverse_diffusion(initial_noise, diffusion_steps)
-        return self.denormalize(generated_images)
+        return initial_noise
 
     def checkpoint_parts(self):
         """The named networks that a checkpoint stores."""
         return {"network": self.network, "ema_network": self.ema_network,
                 "normalizer": self.normalizer}
+
+
+def _require_assignment_design(config):
+    chosen = {name: getattr(config, name) for name in ASSIGNMENT_DESIGN}
+    if chosen != ASSIGNMENT_DESIGN:
+        raise ConfigError(
+            f"The assignment's DDIM functions implement {ASSIGNMENT_DESIGN}, but the "
+            f"configuration asks for {chosen}. Use the library's model for other designs "
+            "(diffusion_course.models.build_model(\"ddim\", config)), or keep these settings.")

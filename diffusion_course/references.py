@@ -96,7 +96,7 @@ def export_checkpoint(source, destination):
     from diffusion_course.checkpoints import save_checkpoint
     from diffusion_course.models import load_model
 
-    model, manifest = load_model(source, trainable=False)
+    model, manifest = load_model(source)
     extra = {**manifest["extra"], "made_by": "python -m diffusion_course references "
                                               f"--profile {manifest['profile']}"}
     return save_checkpoint(destination, model.checkpoint_parts(), model.config, manifest["step"],

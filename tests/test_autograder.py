@@ -52,12 +52,18 @@ def test_the_committed_release_is_up_to_date(tmp_path):
         "from the repository root and commit the result")
 
 
-def test_the_release_and_the_library_hold_no_solution():
+def test_the_release_holds_no_solution():
+    """The student release holds none of the three solutions; the library may.
+
+    Until issue 10 the library held none either (issue 3), and this test scanned it too. Issue
+    10 put a cosine schedule, the parametrizations and the DDIM samplers into the library
+    (schedules.py, parametrizations.py, continuous_samplers.py) for the TAs' ablations. The
+    assignment stays the student's work another way: graded runs hide those modules from the
+    answer cells, the scanner flags answers that import them, and the notebook's rules say so.
+    """
     release = RELEASE.read_text()
     assert not leaked_functions(release)
     assert release.count("raise NotImplementedError()") == 3
-    for path in (REPO_ROOT / "diffusion_course").rglob("*.py"):
-        assert not leaked_functions(path.read_text()), f"{path} holds a solution"
     # the check itself finds a solution where there is one
     solutions = "\n".join(solution_sources().values())
     assert set(leaked_functions(solutions)) == {"diffusion_schedule", "denoise",

@@ -70,7 +70,7 @@ def assert_same_logs(run, expected_run):
     from two parts, which rounds differently."""
     for row, expected_row in zip(log_rows(run), log_rows(expected_run), strict=True):
         assert row.keys() == expected_row.keys()
-        for column in ("loss", "n_loss", "i_loss"):
+        for column in ("loss", "n_loss", "i_loss", "v_loss"):
             assert float(row.pop(column)) == pytest.approx(float(expected_row.pop(column)),
                                                            rel=1e-6)
         assert row == expected_row
@@ -110,7 +110,7 @@ def test_training_records_logs_grids_and_checkpoints(runs):
     assert set(best["networks"]) == {"network", "ema_network", "normalizer"}
     training, kid = best["extra"]["training"], best["extra"]["kid"]
     assert training["steps"] in (16, 32) and training["wall_time_s"] > 0
-    assert set(training["final_losses"]) == {"loss", "n_loss", "i_loss"}
+    assert set(training["final_losses"]) == {"loss", "n_loss", "i_loss", "v_loss"}
     assert kid["features"].startswith("offline") and kid["value"] == min(
         float(row["val_kid"]) for row in rows)
     assert best["extra"]["run"]["data"] == "synthetic" and "synthetic" in best["extra"]["data"]

@@ -101,13 +101,12 @@ def expected_errors():
     from diffusion_course.checkpoints import CheckpointError
     from diffusion_course.config import ConfigError
     from diffusion_course.data import DatasetError, DatasetUnavailableError
-    from diffusion_course.models import ReferenceUnavailableError, UnknownModelError
+    from diffusion_course.models import UnknownModelError
     from diffusion_course.reference_archives import ArchiveError
 
     # FileExistsError: a checkpoint would replace a folder that is not one
     return (ArchiveError, CommandError, CheckpointError, ConfigError, DatasetError,
-            DatasetUnavailableError, ReferenceUnavailableError, UnknownModelError,
-            FileExistsError)
+            DatasetUnavailableError, UnknownModelError, FileExistsError)
 
 
 def main(argv=None):

@@ -73,7 +73,7 @@ def verify(checkpoint, model_name=None, profile=None):
         raise CheckpointMismatchError(f"It holds a {found_model} model, not {model_name}.")
     expected_config = config if profile is None else config_class(found_model).from_profile(profile)
 
-    model = build_model(found_model, config, trainable=False)
+    model = build_model(found_model, config)
     parts = model.checkpoint_parts()
     # a run's last/ also holds the optimizer and RNG state, checked by its sha256 only
     saved = set(manifest["networks"]) - {TRAINING_STATE_PART}
