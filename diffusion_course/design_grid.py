@@ -75,7 +75,7 @@ def train_grid(profile, out=None, predictions=PREDICTIONS, loss_weightings=LOSS_
                          "steps": extra["training"]["steps"],
                          "wall_time_s": extra["training"]["wall_time_s"],
                          "data": runs.data, "seed": runs.seed})
-    write_grid(rows, out or grid_file(profile))
+            write_grid(rows, out or grid_file(profile))  # after each run: a partial grid shows
     return rows
 
 
