@@ -19,8 +19,9 @@ from diffusion_course.config import LOSS_WEIGHTINGS, PREDICTIONS
 from diffusion_course.references import DEFAULT_ROOT
 
 GRID_FILE_NAME = "prediction_x_loss_weighting.csv"
-GRID_COLUMNS = ("prediction", "loss_weighting", "kid", "kid_features", "steps", "wall_time_s",
-                "data", "seed")
+# kid is the run's best (lowest) KID, measured after epoch `best_step` / steps per epoch
+GRID_COLUMNS = ("prediction", "loss_weighting", "kid", "kid_features", "best_step",
+                "trained_steps", "wall_time_s", "data", "seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,12 +69,14 @@ def train_grid(profile, out=None, predictions=PREDICTIONS, loss_weightings=LOSS_
                 kid_features=runs.kid_features, kid_batches=None, ema=runs.ema,
                 jit_compile="auto", save_every=DEFAULT_SAVE_EVERY, prediction=prediction,
                 loss_weighting=loss_weighting)
-            best = train(settings, Path(work_dir) / f"{prediction}-{loss_weighting}", resume=True)
-            extra = read_manifest(best)["extra"]
+            run = Path(work_dir) / f"{prediction}-{loss_weighting}"
+            best, last = read_manifest(train(settings, run, resume=True)), read_manifest(
+                run / "last")
             rows.append({"prediction": prediction, "loss_weighting": loss_weighting,
-                         "kid": extra["kid"]["value"], "kid_features": extra["kid"]["features"],
-                         "steps": extra["training"]["steps"],
-                         "wall_time_s": extra["training"]["wall_time_s"],
+                         "kid": best["extra"]["kid"]["value"],
+                         "kid_features": best["extra"]["kid"]["features"],
+                         "best_step": best["step"], "trained_steps": last["step"],
+                         "wall_time_s": last["extra"]["training"]["wall_time_s"],
                          "data": runs.data, "seed": runs.seed})
             write_grid(rows, out or grid_file(profile))  # after each run: a partial grid shows
     return rows

@@ -48,6 +48,7 @@ def test_design_grid_writes_a_kid_table_of_its_runs(grid):
     best = read_manifest(root / "runs" / "velocity-image" / "best")
     assert rows[0]["kid"] == best["extra"]["kid"]["value"]
     assert rows[0]["kid_features"] == best["extra"]["kid"]["features"]
+    assert (int(rows[0]["best_step"]), int(rows[0]["trained_steps"])) == (best["step"], 3)
     with open(root / "grid.csv", newline="") as file:
         assert tuple(next(csv.reader(file))) == GRID_COLUMNS
     assert "| velocity |" in output and "KID features: offline" in output
