@@ -189,6 +189,15 @@ def parse_source(source):
     )
 
 
+def image_size_for(source, image_size):
+    """The image size to train at on `source`: `image_size`, but no larger than the images of a
+    tfds dataset that has one size (CIFAR-10 trains at 32 px even with a 64 px profile)."""
+    if source == "synthetic" or parse_source(source)[0] != "tfds":
+        return image_size
+    native_image_size = tfds_dataset(parse_source(source)[1]).native_image_size
+    return min(image_size, native_image_size or image_size)
+
+
 def count_images(dataset):
     """How many images a dataset yields, batched or not, by going through it once."""
     return sum(int(element.shape[0]) if element.shape.rank == 4 else 1 for element in dataset)

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from diffusion_course.data import count_images, load_images, load_tfds  # noqa: E402
+from diffusion_course.data import count_images, image_size_for, load_images, load_tfds  # noqa: E402
 from diffusion_course.datasets import DATASETS, tfds_dataset  # noqa: E402
 
 tfds.disable_progress_bar()
@@ -292,3 +292,10 @@ def test_every_dataset_has_its_own_download_host_and_card_text():
     for dataset in DATASETS.values():
         assert tfds.builder(dataset.name).name == dataset.name  # a real tfds name
         assert dataset.download_host and len(dataset.description) > 40
+
+
+@pytest.mark.parametrize("source, profile_size, expected", [
+    ("tfds:cifar10", 64, 32), ("tfds:cifar10", 16, 16), ("tfds", 64, 64),
+    ("tfds:celeb_a", 64, 64), ("folder:anything", 64, 64), ("synthetic", 64, 64)])
+def test_cifar_trains_at_no_more_than_its_32_pixels(source, profile_size, expected):
+    assert image_size_for(source, profile_size) == expected

@@ -236,7 +236,7 @@ def train(settings, out, resume=False):
 def train_in_held_folder(settings, out, resume):
     from diffusion_course.checkpoints import TRAINING_STATE_PART, TrainingState, load_checkpoint
     from diffusion_course.cli.training_run import Progress, TrainingRun, write_csv
-    from diffusion_course.data import TooFewImagesError, load_splits
+    from diffusion_course.data import TooFewImagesError, image_size_for, load_splits
     from diffusion_course.devices import resolve_jit_compile, resolve_mixed_precision
     from diffusion_course.training import KIDCallback, SampleGridCallback
 
@@ -248,6 +248,8 @@ def train_in_held_folder(settings, out, resume):
     for name in ("ema", *DESIGN_SPACE):
         if getattr(settings, name) is not None:
             overrides[name] = getattr(settings, name)
+    profile_image_size = config_class(settings.model).from_profile(settings.profile).image_size
+    overrides["image_size"] = image_size_for(settings.data, profile_image_size)
     config = config_class(settings.model).from_profile(settings.profile, **overrides)
     # a resume on other settings or data, missing KID weights or data fail here, before
     # anything is trained
