@@ -225,7 +225,8 @@ def test_verify_fails_on_another_model_or_profile(runs, capsys):
 
 
 @pytest.mark.parametrize("command", [
-    "train", "sample", "evaluate", "verify", "card", "references", "pack", "install"])
+    "train", "sample", "evaluate", "verify", "card", "references", "design-grid", "pack",
+    "install"])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
