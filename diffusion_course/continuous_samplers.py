@@ -21,6 +21,7 @@ flow ODE dx̄/dσ̄ = ε̂ (Song et al. 2021, eq. 14); the second-order and mult
 import numpy as np
 from keras import ops
 
+from diffusion_course.config import PREDICTIONS
 from diffusion_course.parametrizations import convert
 from diffusion_course.samplers import Sampler
 
@@ -55,7 +56,9 @@ class ContinuousSampler(Sampler):
                 or not 1 <= diffusion_steps <= MAX_DIFFUSION_STEPS):
             raise ValueError(f"diffusion_steps={diffusion_steps!r} is invalid: it must be an "
                              f"integer from 1 to {MAX_DIFFUSION_STEPS}.")
-        convert(prediction, 0.0, 0.0, 1.0, 1.0)  # an unknown prediction type fails here
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction={prediction!r} is unknown: choose one of "
+                             f"{PREDICTIONS}.")
         self.schedule = schedule
         self.prediction = prediction
         self.dtype = dtype
@@ -130,14 +133,16 @@ class ContinuousDDIMSampler(ContinuousSampler):
         # σ = η·(n'/n)·√(1 − s²/s'²) (DDIM eq. 16, with ᾱ = s²)
         self.sigmas = (self.eta * self.next_noise_rates / self.noise_rates
                        * np.sqrt(1.0 - self.signal_rates**2 / self.next_signal_rates**2))
-        # the added noise: σ keeps the marginal variance; σ·n/n' is √β, β = 1 − s²/s'²
-        self.noise_scales = (self.sigmas if self.variance_preserving
-                             else self.sigmas * self.noise_rates / self.next_noise_rates)
+        # the added noise: σ keeps the marginal variance; the large variance σ·n/n' = η·√β, with
+        # β = 1 − s²/s'² (written without n', which is 0 where a schedule ends at no noise)
+        self.noise_scales = (self.sigmas if self.variance_preserving else self.eta * np.sqrt(
+            1.0 - self.signal_rates**2 / self.next_signal_rates**2))
 
     def step_tables(self):
         return {**super().step_tables(),
                 # the weight of ε̂ in "the direction pointing to x_t" (DDIM eq. 12)
-                "direction_coefs": np.sqrt(self.next_noise_rates**2 - self.sigmas**2),
+                "direction_coefs": np.sqrt(np.maximum(
+                    self.next_noise_rates**2 - self.sigmas**2, 0.0)),
                 "noise_scales": self.noise_scales}
 
     def denoising_step(self, call_network, noisy_images, carried, coefficients, noises):

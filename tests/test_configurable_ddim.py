@@ -138,7 +138,7 @@ MASKED_SCRIPT = textwrap.dedent("""
     for name in ("schedules", "parametrizations", "continuous_samplers"):
         sys.modules["diffusion_course." + name] = types.ModuleType("diffusion_course." + name)
     import numpy as np
-    from autograder import student_runner
+    import diffusion_course.checkpoints, diffusion_course.ddim  # what the graded runner imports
     from autograder.reference import ReferenceDiffusionModel, setup_source
     exec(setup_source(), {})  # the answer cells' imports
     from diffusion_course.config import DDIMConfig

@@ -7,10 +7,6 @@ allows it), so the measured orders are the methods' and not float32's.
 """
 
 import functools
-import os
-import subprocess
-import sys
-import textwrap
 
 import diffusers_steps
 import keras
@@ -222,6 +218,14 @@ def test_ddpm_steps_are_diffusers_ddpm_scheduler(step_inputs, prediction, varian
     np.testing.assert_allclose(pred_images, expected[1], atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["ddpm-vp", "ddpm-large"])
+def test_a_schedule_that_ends_without_noise_samples_finite_images(name):
+    """max_signal_rate = 1: the last step goes to n' = 0, where σ·n/n' would divide by zero."""
+    schedule = make_schedule("assignment-cosine", min_signal_rate=0.02, max_signal_rate=1.0)
+    sampler = make_sampler(name, schedule, 4, jit_compile=False)
+    assert np.all(np.isfinite(sampler.sample(ideal_network, INITIAL_NOISE, seed=SEED)))
+
+
 # ---- the compiled loop -----------------------------------------------------------------------
 
 
@@ -285,41 +289,3 @@ def test_bad_sampler_arguments_are_explained(arguments, message):
     arguments = {"name": "ddim", "schedule": COSINE, "diffusion_steps": 4, **arguments}
     with pytest.raises(ValueError, match=message):
         make_sampler(**arguments)
-
-
-JAX_SCRIPT = textwrap.dedent("""
-    import keras
-    import numpy as np
-    from diffusion_course.continuous_samplers import make_sampler
-    from diffusion_course.schedules import make_schedule
-
-    assert keras.backend.backend() == "jax"
-
-    class Ideal(keras.Model):
-        def call(self, inputs, training=False):
-            images, variances = inputs
-            return keras.ops.sqrt(variances) * images / ((1 - variances) * 0.25 + variances)
-
-    noise = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype("float32")
-    network = Ideal()
-    network([noise, np.ones((2, 1, 1, 1), "float32")])  # built: JAX samples with stateless_call
-    schedule = make_schedule("cosine")
-    results = {}
-    for name, options in [("ddim", {}), ("second-order", {"alpha": 0.5}),
-                          ("multistep", {"order": 3}), ("ddpm-large", {})]:
-        sampler = make_sampler(name, schedule, 8, **options)
-        images, trajectory = sampler.sample(network, noise, seed=1, return_trajectory=True)
-        assert trajectory.pred_images.shape == (8, 2, 4, 4, 3)
-        results[name] = images
-    # the deterministic samplers agree with each other to their accuracy at 8 steps
-    assert np.abs(results["multistep"] - results["second-order"]).max() < 0.05
-    print("jax ok")
-""")
-
-
-def test_continuous_samplers_run_on_jax():
-    environment = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=environment,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "jax ok" in result.stdout
