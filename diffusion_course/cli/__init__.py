@@ -19,6 +19,7 @@ codes: 0 success, 1 the command failed (the message says why and what to do), 2 
 """
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -96,6 +97,10 @@ def run_references(args):
     regenerate(args.profile, args.out, args.data, args.kid_features, args.work_dir)
 
 
+# a full disk, a read-only one, no permission: the machine's state, not a fault of the program
+MACHINE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def expected_errors():
     """The errors that a command reports as a message (exit 1) rather than a traceback."""
     from diffusion_course.checkpoints import CheckpointError
@@ -125,6 +130,10 @@ def main(argv=None):
         print("\nInterrupted.", file=sys.stderr)
         return 130
     except Exception as error:
+        if isinstance(error, OSError) and error.errno in MACHINE_ERRORS:
+            print(f"error: cannot write {error.filename or 'a file'}: {error.strerror}. Free "
+                  "some space, or write somewhere you may.", file=sys.stderr)
+            return 1
         if not isinstance(error, expected_errors()):
             raise
         print(f"error: {error}", file=sys.stderr)

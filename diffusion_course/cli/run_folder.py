@@ -37,11 +37,11 @@ def held_run_folder(out):
     """Checks and locks the run folder `out` for the duration of the `with` block."""
     out = Path(out)
     check_run_folder(out)
-    created = not out.exists()
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
     lock_path = out / LOCK_NAME
     try:
         out.mkdir(parents=True, exist_ok=True)
-        lock_file = open(lock_path, "a+", encoding="utf-8")
+        lock_file = open(lock_path, "a+", encoding="utf-8", errors="backslashreplace")
     except OSError as error:
         raise CommandError(f"Cannot write to the run folder {out}: {error.strerror}. Choose an "
                            "--out folder that you can write to (is the disk read-only?).") from None
@@ -66,7 +66,9 @@ def held_run_folder(out):
         finally:
             if created and os.listdir(out) == [LOCK_NAME]:  # nothing was trained: leave no trace
                 os.remove(lock_path)
-                os.rmdir(out)
+                with contextlib.suppress(OSError):  # a folder someone else filled meanwhile
+                    for folder in created:  # the deepest first
+                        os.rmdir(folder)
     finally:
         lock_file.close()
 

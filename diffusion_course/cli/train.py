@@ -159,11 +159,11 @@ def add_design_space_arguments(parser):
 
 
 def run(args):
-    from diffusion_course.cli.run_folder import check_run_folder
+    from diffusion_course.cli.run_folder import held_run_folder
 
-    check_run_folder(args.out)
-    settings, resuming = settings_from(args)
-    train(settings, args.out, resuming)
+    with held_run_folder(args.out):  # before reading the run: another may be saving it
+        settings, resuming = settings_from(args)
+        train_in_held_folder(settings, Path(args.out), resuming)
 
 
 def settings_from(args):
@@ -213,8 +213,10 @@ def saved_run(out):
 def recorded_settings(saved, out):
     """The `RunSettings` fields that `last/`'s manifest records, or a clear error."""
     recorded = saved["extra"].get("run")
-    if not isinstance(recorded, dict) or not set(recorded) <= {
-            field.name for field in dataclasses.fields(RunSettings)}:
+    fields = dataclasses.fields(RunSettings)
+    required = {field.name for field in fields if field.default is dataclasses.MISSING}
+    if not isinstance(recorded, dict) or not required <= set(recorded) <= {
+            field.name for field in fields}:
         raise CommandError(
             f"{Path(out) / 'last'} holds a checkpoint that `train` did not write (its manifest "
             "records no run settings), so there is no run to resume. Choose another --out.")
@@ -234,6 +236,7 @@ def train(settings, out, resume=False):
 
 
 def train_in_held_folder(settings, out, resume):
+    """`train`, once the run folder `out` is checked and held."""
     from diffusion_course.checkpoints import TRAINING_STATE_PART, TrainingState, load_checkpoint
     from diffusion_course.cli.training_run import Progress, TrainingRun, write_csv
     from diffusion_course.data import TooFewImagesError, image_size_for, load_splits
@@ -254,12 +257,13 @@ def train_in_held_folder(settings, out, resume):
     # a resume on other settings or data, missing KID weights or data fail here, before
     # anything is trained
     saved = saved_run(out) if resume else None
-    fingerprint = data_fingerprint(settings.data)
     if saved is not None:
         recorded = recorded_settings(saved, out)
         settings = dataclasses.replace(
             settings, steps_per_epoch=settings.steps_per_epoch or recorded.get("steps_per_epoch"))
         check_same_run(settings, recorded, out)
+    fingerprint = data_fingerprint(settings.data)
+    if saved is not None:
         check_same_data(fingerprint, saved["extra"].get("data_fingerprint"), out)
     kid = make_kid(settings.kid_features, config.image_size)
     try:

@@ -155,6 +155,8 @@ class TrainingRun(keras.callbacks.Callback):
         progress = self.progress
         row = {"epoch": epoch + 1, "step": progress.step, **progress.epoch_losses()}
         self.kid_callback.on_epoch_end(epoch, row)  # adds val_kid and prints it with features
+        if not math.isfinite(row["val_kid"]):
+            self.stop(f"the KID of the generated images is {row['val_kid']}")
         self.grid_callback.on_epoch_end(epoch)
         row.update(kid_features=self.kid_callback.kid.feature_name, wall_time_s=self.wall_time())
         # best before last: a run killed in between redoes this epoch and finds the same KID
@@ -176,11 +178,14 @@ class TrainingRun(keras.callbacks.Callback):
             for name, value in logs.items()}
         reason = divergence(self.progress.epoch_losses(), self.progress.history)
         if reason is not None:
-            raise TrainingDivergedError(
-                f"Training stopped at step {self.progress.step}: {reason}, so the run has "
-                f"diverged. Nothing after the last save was kept: {self.out / 'last'} and "
-                f"{self.out / 'best'} hold what came before. A resume would diverge again; "
-                "start a new run with another --seed, or lower the profile's learning_rate.")
+            self.stop(reason)
+
+    def stop(self, reason):
+        raise TrainingDivergedError(
+            f"Training stopped at step {self.progress.step}: {reason}, so the run has "
+            f"diverged. Nothing after the last save was kept: {self.out / 'last'} and "
+            f"{self.out / 'best'} hold what came before. A resume would diverge again; "
+            "start a new run with another --seed, or lower the profile's learning_rate.")
 
     def show(self, logs):
         self.count_losses(logs)
