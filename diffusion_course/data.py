@@ -1,12 +1,14 @@
 """Images in, batches out: the data pipeline for both models of the course.
 
-The course trains on Oxford Flowers 102 through tensorflow-datasets (`load_tfds`); anyone who
-has images but no tfds download can use a folder of JPEG/PNG files instead (`load_folder`).
-Both sources share one preprocessing step (centre crop, antialiased resize, rescale) and one
-batching recipe (cache, repeat, shuffle, optional flip, batch, prefetch), taken from the Keras
-DDIM text. `load_images("tfds" | "folder:PATH", ...)` picks the source from one string.
+The course trains on Oxford Flowers 102 through tensorflow-datasets (`load_tfds`), and can train
+on the other tfds datasets of `diffusion_course.datasets` (Caltech Birds, CelebA, CIFAR-10);
+anyone who has images but no tfds download can use a folder of JPEG/PNG files instead
+(`load_folder`). Every source shares one preprocessing step (the dataset's crop, then centre
+square, antialiased resize, rescale) and one batching recipe (cache, repeat, shuffle, optional
+flip, batch, prefetch), taken from the Keras DDIM text. `load_images(source, ...)` picks the
+source from one string: "tfds" (Oxford Flowers), "tfds:NAME" or "folder:PATH".
 
-    train_images = load_tfds(DDIM_TRAIN_SPLIT, image_size=64, batch_size=64)
+    train_images = load_tfds("train", image_size=32, batch_size=64, dataset="cifar10")
     train_images, val_images = load_folder("my_flowers/", 64, 64, validation_fraction=0.2)
     train_images, val_images = load_splits("ddpm", "tfds", DDPMConfig())   # a model's splits
 
@@ -15,8 +17,6 @@ This module is TensorFlow-only: tf.data feeds Keras on every backend.
 
 import os
 import random
-import socket
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,13 +25,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-DATASET_NAME = "oxford_flowers102"
-# The official splits put most images in "test", so the DDIM text re-splits each one 80% / 20%:
-# 6,551 training and 1,638 validation images.
-DDIM_TRAIN_SPLIT = "train[:80%]+validation[:80%]+test[:80%]"
-DDIM_VALIDATION_SPLIT = "train[80%:]+validation[80%:]+test[80%:]"
-# All 8,189 images: the DDPM lab's "train" alone (1,020 images) is too few for a generative model.
-DDPM_TRAIN_SPLIT = "train+validation+test"
+from diffusion_course.datasets import (
+    DEFAULT_DATASET,
+    DatasetUnavailableError,  # noqa: F401 (load_tfds raises it: catch it from here)
+    prepared_builder,
+    tfds_dataset,
+)
 
 VALUE_RANGES = ("unit", "symmetric")  # [0, 1] for DDIM, [-1, 1] for DDPM (Ho et al. 2020, 3.3)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -39,8 +38,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG")
 SHUFFLE_BUFFER_BATCHES = 10  # the DDIM text shuffles within 10 batches' worth of images
 FOLDER_SPLIT_SEED = 0  # fixed, so a folder always splits into the same train/validation files
-# tfds downloads the flowers from here (see its oxford_flowers102 builder).
-DOWNLOAD_HOST = "www.robots.ox.ac.uk"
 
 
 class DatasetError(ValueError):
@@ -54,10 +51,6 @@ class TooFewImagesError(DatasetError):
     def __init__(self, message, what, num_images, batch_size):
         super().__init__(message)
         self.what, self.num_images, self.batch_size = what, num_images, batch_size
-
-
-class DatasetUnavailableError(RuntimeError):
-    """The tfds dataset is not on this machine and could not be downloaded."""
 
 
 def preprocess_image(image, image_size, value_range="unit"):
@@ -92,21 +85,26 @@ def load_tfds(
     data_dir=None,
     drop_remainder=True,
     cache=True,
+    dataset=DEFAULT_DATASET,
 ):
-    """Batches of Oxford Flowers images from tensorflow-datasets, downloaded on first use.
+    """Batches of a tfds dataset's images (Oxford Flowers by default), downloaded on first use.
 
-    `split` is a tfds split string such as `DDIM_TRAIN_SPLIT`. Raises `DatasetUnavailableError`
-    when the dataset is not in `data_dir` and cannot be downloaded.
+    `split` is a tfds split string such as `tfds_dataset().train_split`; `dataset` a name from
+    `diffusion_course.datasets.DATASETS`, whose crop comes before the shared preprocessing.
+    Raises `DatasetUnavailableError` when the dataset is not in `data_dir` and cannot be
+    downloaded.
     """
     _check_options(image_size, batch_size, value_range, repetitions)
-    builder = _prepared_flowers_builder(data_dir)
+    dataset = tfds_dataset(dataset)
+    builder = prepared_builder(dataset, data_dir)
     num_images = builder.info.splits[split].num_examples
-    _check_enough_images(num_images, f"split {split!r}", batch_size, repetitions, drop_remainder)
+    what = f"{dataset.name} split {split!r}"
+    _check_enough_images(num_images, what, batch_size, repetitions, drop_remainder)
     examples = builder.as_dataset(
         split=split, shuffle_files=shuffle, read_config=tfds.ReadConfig(shuffle_seed=seed)
     )
     images = examples.map(
-        lambda example: preprocess_image(example["image"], image_size, value_range),
+        lambda example: preprocess_image(dataset.crop(example), image_size, value_range),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return _batched(images, batch_size, flip, repetitions, shuffle, seed, drop_remainder, cache)
@@ -158,14 +156,15 @@ def load_folder(
 
 
 def load_images(source, image_size, batch_size, split=None, **options):
-    """Load from a source string: `"tfds"` (Oxford Flowers) or `"folder:PATH"`.
+    """Load from a source string: `"tfds"` (Oxford Flowers), `"tfds:NAME"` or `"folder:PATH"`.
 
-    `split` is the tfds split (default `DDIM_TRAIN_SPLIT`); a folder is split with
+    `split` is the tfds split (default: the dataset's training split); a folder is split with
     `validation_fraction=` instead. Other options go to `load_tfds` or `load_folder`.
     """
     kind, location = parse_source(source)
     if kind == "tfds":
-        return load_tfds(split or DDIM_TRAIN_SPLIT, image_size, batch_size, **options)
+        split = split or tfds_dataset(location).train_split
+        return load_tfds(split, image_size, batch_size, dataset=location, **options)
     if split is not None:
         raise ValueError(
             f"split={split!r} applies to the tfds source only; to split {source!r} into "
@@ -175,17 +174,28 @@ def load_images(source, image_size, batch_size, split=None, **options):
 
 
 def parse_source(source):
-    """Split a source string into `("tfds", None)` or `("folder", path)`."""
+    """Split a source string into `("tfds", dataset_name)` or `("folder", path)`."""
     if source == "tfds":
-        return "tfds", None
+        return "tfds", DEFAULT_DATASET
     kind, _, location = str(source).partition(":")
+    if kind == "tfds" and location:
+        return "tfds", tfds_dataset(location).name
     if kind == "folder" and location:
         return "folder", location
     raise ValueError(
         f"Unknown image source {source!r}: expected 'tfds' (Oxford Flowers 102 through "
-        "tensorflow-datasets) or 'folder:PATH' (a folder of JPEG/PNG images), "
-        "for example 'folder:data/flowers'."
+        "tensorflow-datasets), 'tfds:NAME' (for example 'tfds:cifar10') or 'folder:PATH' (a "
+        "folder of JPEG/PNG images), for example 'folder:data/flowers'."
     )
+
+
+def image_size_for(source, image_size):
+    """The image size to train at on `source`: `image_size`, but no larger than the images of a
+    tfds dataset that has one size (CIFAR-10 trains at 32 px even with a 64 px profile)."""
+    if source == "synthetic" or parse_source(source)[0] != "tfds":
+        return image_size
+    native_image_size = tfds_dataset(parse_source(source)[1]).native_image_size
+    return min(image_size, native_image_size or image_size)
 
 
 def count_images(dataset):
@@ -288,50 +298,6 @@ def _randomly_flipped(images, seed):
     )
 
 
-def _prepared_flowers_builder(data_dir):
-    """The tfds builder for the flowers, downloading and preparing them if they are missing."""
-    builder = tfds.builder(DATASET_NAME, data_dir=data_dir)
-    if builder.is_prepared():
-        return builder
-    if not _download_host_resolves():
-        # offline, tfds would retry the download for minutes before failing
-        raise DatasetUnavailableError(
-            _unavailable_message(builder.data_dir_root, f"cannot resolve {DOWNLOAD_HOST}")
-        )
-    try:
-        builder.download_and_prepare()
-    except ImportError:
-        raise  # a missing package (scipy, importlib_resources) is not a missing dataset
-    except Exception as error:  # requests, urllib3 and tfds each raise their own error types
-        message = _unavailable_message(builder.data_dir_root, f"{type(error).__name__}: {error}")
-        raise DatasetUnavailableError(message) from error
-    return builder
-
-
-def _download_host_resolves():
-    if urllib.request.getproxies():
-        return True  # behind a proxy only the proxy may resolve names, so let tfds try
-    try:
-        socket.getaddrinfo(DOWNLOAD_HOST, 443)
-    except OSError:
-        return False
-    return True
-
-
-def _unavailable_message(data_dir, reason):
-    return (
-        f"The {DATASET_NAME} dataset is not in the tfds data dir {data_dir} (the default is "
-        "~/tensorflow_datasets or $TFDS_DATA_DIR) and could not be downloaded "
-        f"({reason}).\nTo get it, either:\n"
-        f'  - on a machine with internet, run `tfds build {DATASET_NAME}` or `python -c "import '
-        f"tensorflow_datasets as tfds; tfds.load('{DATASET_NAME}')\"`, then copy the "
-        f"`{DATASET_NAME}/` folder from that machine's data dir into {data_dir};\n"
-        f"  - or pass data_dir= pointing to a folder that already holds `{DATASET_NAME}/`;\n"
-        "  - or use any folder of JPEG/PNG images instead: load_folder(path, ...), or the "
-        "source 'folder:PATH'."
-    )
-
-
 def _check_options(image_size, batch_size, value_range, repetitions):
     for name, value in [
         ("image_size", image_size),
@@ -368,8 +334,9 @@ SYNTHETIC_IMAGES = {"train": 1024, "validation": 128}  # enough for quick-profil
 def load_ddim_splits(source, config, seed=None):
     """(train, validation) batches for the DDIM assignment, at `config`'s size and batch.
 
-    `source` is "tfds" (the 80%/20% Oxford Flowers split), "folder:PATH" (an 80%/20% split of
-    the folder's images), or "synthetic" (flower-like test images, for machines that cannot get
+    `source` is "tfds" (the 80%/20% Oxford Flowers split), "tfds:NAME" (that dataset's training
+    and validation splits), "folder:PATH" (an 80%/20% split of the folder's images), or
+    "synthetic" (flower-like test images, for machines that cannot get
     the real data; see `diffusion_course.synthetic`). Training images repeat
     `config.dataset_repetitions` times per epoch, as in the DDIM text.
     """
@@ -384,10 +351,12 @@ def load_ddim_splits(source, config, seed=None):
                          False, config.dataset_repetitions, True, seed, True, True),
                 _batched(tf.data.Dataset.from_tensor_slices(validation_images),
                          config.batch_size, False, 1, True, seed, True, True))
-    kind, _ = parse_source(source)
+    kind, name = parse_source(source)
     if kind == "tfds":
-        return (load_tfds(DDIM_TRAIN_SPLIT, repetitions=config.dataset_repetitions, **common),
-                load_tfds(DDIM_VALIDATION_SPLIT, **common))
+        dataset = tfds_dataset(name)
+        return (load_tfds(dataset.train_split, repetitions=config.dataset_repetitions,
+                          dataset=name, **common),
+                load_tfds(dataset.validation_split, dataset=name, **common))
     train, validation = load_images(source, validation_fraction=0.2, **common)
     return train.repeat(config.dataset_repetitions), validation
 
@@ -397,15 +366,19 @@ def load_splits(model_name, source, config, seed=None):
     validation images in [0, 1] (what KID compares).
 
     DDIM uses the assignment's 80%/20% split. DDPM trains, as in the lab, on every flower image
-    (`DDPM_TRAIN_SPLIT`), so its KID is measured on images it has seen; on a folder or the
-    synthetic images both models use the same 80%/20% split, the images once per epoch.
+    (the dataset's `ddpm_train_split`), so its KID is measured on images it has seen; on the
+    other tfds datasets it trains on their training split. On a folder or the synthetic images
+    both models use the same 80%/20% split, the images once per epoch.
     """
     if model_name == "ddim":
         return load_ddim_splits(source, config, seed)
     common = dict(image_size=config.image_size, batch_size=config.batch_size, seed=seed)
-    if source == "tfds":
-        return (load_tfds(DDPM_TRAIN_SPLIT, value_range="symmetric", **common),
-                load_tfds(DDIM_VALIDATION_SPLIT, **common))
+    kind, name = ("synthetic", None) if source == "synthetic" else parse_source(source)
+    if kind == "tfds":
+        dataset = tfds_dataset(name)
+        return (load_tfds(dataset.ddpm_train_split, value_range="symmetric", dataset=name,
+                          **common),
+                load_tfds(dataset.validation_split, dataset=name, **common))
     # load_ddim_splits reads only these three fields
     splits_config = SimpleNamespace(dataset_repetitions=1, image_size=config.image_size,
                                     batch_size=config.batch_size)

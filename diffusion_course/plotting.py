@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 from PIL import Image
 
 CELL_INCHES = 2.0  # size of one image in a figure
@@ -245,3 +246,64 @@ def plot_ddpm_rates(alphas_cumprod, path=None, title="DDPM schedule"):
     rates = [(r"noise rate $\sqrt{1 - \bar\alpha_t}$", np.sqrt(1.0 - alphas_cumprod)),
              (r"signal rate $\sqrt{\bar\alpha_t}$", np.sqrt(alphas_cumprod))]
     return _rates_figure(np.arange(alphas_cumprod.size), rates, "timestep t", title, path)
+
+
+def plot_kid_vs_evaluations(rows, path=None, title="KID against network evaluations"):
+    """One line per sampler: KID (y) against network evaluations (x, log scale).
+
+    `rows` are dicts with "sampler" (the line's label), "network_evaluations" and "kid", e.g.
+    from `sampler_comparison.kid_against_evaluations`; the y label names their "kid_features".
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("plot_kid_vs_evaluations got no rows; measure at least one sampler.")
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    ax = figure.subplots()
+    for sampler in dict.fromkeys(row["sampler"] for row in rows):
+        points = sorted((row["network_evaluations"], row["kid"]) for row in rows
+                        if row["sampler"] == sampler)
+        ax.plot(*zip(*points, strict=True), marker="o", label=sampler)
+    evaluations = sorted({row["network_evaluations"] for row in rows})
+    ax.set_xscale("log", base=2)
+    if all(row["kid"] > 0 for row in rows):  # (KID's unbiased estimate can be slightly < 0)
+        ax.set_yscale("log")  # a sampler far off at few steps would flatten the others
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.set_xticks(evaluations, [str(count) for count in evaluations])
+    ax.set_xlabel("network evaluations")
+    features = rows[0].get("kid_features")
+    ax.set_ylabel(f"KID ({features})" if features else "KID")
+    ax.yaxis.label.set_wrap(True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return _finish(figure, path)
+
+
+def plot_schedules(schedules, num_points=101, path=None, title="Diffusion schedules"):
+    """Noise rates (left) and signal rates (right) against diffusion time, one line per schedule.
+
+    `schedules` maps a name to a function from diffusion times (n,) to (noise_rates,
+    signal_rates), such as `make_schedule(name).rates`.
+    """
+    if num_points < 2:
+        raise ValueError(f"num_points={num_points!r} must be >= 2 to draw a line.")
+    diffusion_times = np.linspace(0.0, 1.0, num_points)
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    noise_ax, signal_ax = figure.subplots(1, 2, sharey=True)
+    for name, schedule_fn in schedules.items():
+        noise_rates, signal_rates = (np.asarray(rates, "float64").ravel()
+                                     for rates in schedule_fn(diffusion_times))
+        noise_ax.plot(diffusion_times, noise_rates, label=name)
+        signal_ax.plot(diffusion_times, signal_rates, label=name)
+    for ax, what in ((noise_ax, "noise rate"), (signal_ax, "signal rate")):
+        ax.set_xlabel("diffusion time")
+        ax.set_title(what)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    noise_ax.set_ylabel("rate")
+    signal_ax.legend(fontsize="small")
+    if title:
+        figure.suptitle(title)
+    return _finish(figure, path)

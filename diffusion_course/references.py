@@ -4,7 +4,8 @@
 
 Each is the best checkpoint (lowest validation KID) of one training run with a fixed seed, and
 holds the parts of `model.checkpoint_parts()`: `network`, `ema_network` and, for DDIM,
-`normalizer`. One command makes all of a profile's:
+`normalizer`, and a model card (`README.md`, see `model_card.py`). One command makes all of a
+profile's:
 
     python -m diffusion_course references --profile quick
 
@@ -70,6 +71,7 @@ def regenerate(profile, root=DEFAULT_ROOT, data=None, kid_features=None, work_di
         with tempfile.TemporaryDirectory(prefix="references-") as temporary:
             return regenerate(profile, root, data, kid_features, temporary)
     from diffusion_course.cli.train import DEFAULT_SAVE_EVERY, RunSettings, train
+    from diffusion_course.model_card import write_model_card
     from diffusion_course.models import config_class
 
     manifests = {}
@@ -84,7 +86,8 @@ def regenerate(profile, root=DEFAULT_ROOT, data=None, kid_features=None, work_di
         best = train(settings, Path(work_dir) / profile / reference.model, resume=True)
         destination = reference_checkpoint(profile, reference.model, root)
         manifests[reference.model] = export_checkpoint(best, destination)
-        print(f"Reference {destination} written.")
+        write_model_card(destination)
+        print(f"Reference {destination} written, with its model card.")
     return manifests
 
 

@@ -267,7 +267,8 @@ def test_verify_fails_on_another_model_or_profile(runs, capsys):
 
 
 @pytest.mark.parametrize("command", [
-    "train", "sample", "evaluate", "verify", "references", "pack", "install"])
+    "train", "sample", "evaluate", "verify", "card", "references", "design-grid", "pack",
+    "install"])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -282,6 +283,8 @@ def test_every_command_has_help_with_examples(command, capsys):
     (["train", "--model", "gan", "--out", "runs/x"], "invalid choice: 'gan'"),
     (["train", "--model", "ddim", "--out", "runs/x", "--epochs", "0"], "it must be at least 1"),
     (["train", "--model", "ddim", "--out", "runs/x", "--data", "flickr"], "not a data source"),
+    (["train", "--model", "ddim", "--out", "runs/x", "--data", "tfds:mnist"],
+     "NAME one of oxford_flowers102, caltech_birds2011, celeb_a, cifar10"),
     (["train", "--model", "ddim"], "required: --out"),
     (["train", "--out", "runs/nothing-here"], "--model is required"),
     (["sample", "data/checkpoints/quick/ddim", "--out", "x.jpg"], "must end in .png"),

@@ -18,10 +18,6 @@ import tensorflow_datasets as tfds  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from diffusion_course.data import (  # noqa: E402
-    DATASET_NAME,
-    DDIM_TRAIN_SPLIT,
-    DDIM_VALIDATION_SPLIT,
-    DDPM_TRAIN_SPLIT,
     DatasetError,
     DatasetUnavailableError,
     count_images,
@@ -30,8 +26,15 @@ from diffusion_course.data import (  # noqa: E402
     load_tfds,
     preprocess_image,
 )
+from diffusion_course.datasets import tfds_dataset  # noqa: E402
 
 tfds.disable_progress_bar()
+
+FLOWERS = tfds_dataset("oxford_flowers102")
+DATASET_NAME = FLOWERS.name
+DDIM_TRAIN_SPLIT = FLOWERS.train_split
+DDIM_VALIDATION_SPLIT = FLOWERS.validation_split
+DDPM_TRAIN_SPLIT = FLOWERS.ddpm_train_split
 
 CENTRE_COLOUR = (220, 40, 40)
 BORDER_COLOUR = (40, 40, 220)
@@ -318,10 +321,15 @@ def test_too_few_images_for_one_batch_is_an_error(image_folder):
     assert count_images(load_folder(image_folder, IMAGE_SIZE, 16, drop_remainder=False)) == 10
 
 
-@pytest.mark.parametrize("source", ["flowers", "folder:", "tfds:train", "", "FOLDER:x"])
+@pytest.mark.parametrize("source", ["flowers", "folder:", "tfds:", "", "FOLDER:x"])
 def test_unknown_source_string_is_rejected(source):
-    with pytest.raises(ValueError, match="expected 'tfds'.*'folder:PATH'"):
+    with pytest.raises(ValueError, match="expected 'tfds'.*'tfds:NAME'.*'folder:PATH'"):
         load_images(source, IMAGE_SIZE, 4)
+
+
+def test_unknown_tfds_dataset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="'train'.*oxford_flowers102, caltech_birds2011, celeb_a"):
+        load_images("tfds:train", IMAGE_SIZE, 4)
 
 
 def test_tfds_split_with_a_folder_source_is_rejected(image_folder):

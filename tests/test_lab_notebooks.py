@@ -2,9 +2,10 @@
 
 Execution uses the kernel "python3" of this environment (jupyter_client starts it with this
 interpreter), synthetic images (CI has no internet) and a temporary output folder. Between them
-the two runs take both paths of the reference-checkpoint cell: the walkthrough is pointed at a
-missing checkpoint, so it takes its fallback (train a quick stand-in); the visualisations look
-where the notebooks look by default, so they load the committed quick checkpoint.
+the runs take both paths of the reference-checkpoint cell: the walkthrough is pointed at a
+missing checkpoint, so it takes its fallback (train a quick stand-in); the visualisations and
+the design space look where the notebooks look by default, so they load the committed quick
+checkpoints.
 """
 
 import time
@@ -18,11 +19,16 @@ NOTEBOOKS = sorted(LAB.glob("*.ipynb"))
 NOTEBOOK_IDS = [path.name for path in NOTEBOOKS]
 # the checkpoint each notebook is run with: None keeps the notebook's default
 CHECKPOINT_DIRS = {"01_ddpm_walkthrough.ipynb": "missing-checkpoint",
-                   "02_ddim_visualisations.ipynb": None}
+                   "02_ddim_visualisations.ipynb": None,
+                   "03_design_space.ipynb": None}
+# the committed quick reference that each notebook loads by default
+DEFAULT_MODELS = {"01_ddpm_walkthrough.ipynb": "ddpm", "02_ddim_visualisations.ipynb": "ddpm",
+                  "03_design_space.ipynb": "ddim"}
 
 
-def test_there_are_two_lab_notebooks():
-    assert NOTEBOOK_IDS == ["01_ddpm_walkthrough.ipynb", "02_ddim_visualisations.ipynb"]
+def test_there_are_three_lab_notebooks():
+    assert NOTEBOOK_IDS == ["01_ddpm_walkthrough.ipynb", "02_ddim_visualisations.ipynb",
+                            "03_design_space.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NOTEBOOK_IDS)
@@ -69,7 +75,8 @@ def test_notebook_runs_top_to_bottom_with_the_quick_profile(path, tmp_path, monk
     assert any("Profile in force: 'quick'" in output.get("text", "") for output in outputs)
     assert sum("image/png" in output.get("data", {}) for output in outputs) >= 4
     printed = "".join(output.get("text", "") for output in outputs)
-    if checkpoint_dir is None and (LAB.parent / "data/checkpoints/quick/ddpm").is_dir():
-        assert "Loaded ../data/checkpoints/quick/ddpm" in printed
+    default_model = DEFAULT_MODELS[path.name]
+    if checkpoint_dir is None and (LAB.parent / f"data/checkpoints/quick/{default_model}").is_dir():
+        assert f"Loaded ../data/checkpoints/quick/{default_model}" in printed
     else:
         assert "No reference checkpoint" in printed

@@ -10,7 +10,9 @@ from diffusion_course.plotting import (
     denoising_strip,
     image_grid,
     plot_ddpm_rates,
+    plot_kid_vs_evaluations,
     plot_schedule,
+    plot_schedules,
     save_image_grid,
     tile_images,
     to_uint8,
@@ -175,3 +177,36 @@ def test_write_gif_refuses_empty_or_mixed_frames(tmp_path):
     with pytest.raises(ValueError, match="one size"):
         write_gif([solid_images(1)[0], solid_images(4)], tmp_path / "mixed.gif")
     assert not list(tmp_path.iterdir())
+
+
+def test_plot_schedules_draws_each_schedule_in_both_panels(tmp_path):
+    def quarter_circle(times):  # n = sin(πt/2), s = cos(πt/2)
+        return np.sin(np.pi * times / 2), np.cos(np.pi * times / 2)
+
+    def straight(times):
+        return times, 1.0 - times
+
+    figure = plot_schedules({"circle": quarter_circle, "straight": straight}, num_points=5,
+                            path=tmp_path / "schedules.png")
+    noise_ax, signal_ax = figure.axes
+    assert [line.get_label() for line in signal_ax.lines] == ["circle", "straight"]
+    times = np.linspace(0, 1, 5)
+    np.testing.assert_allclose(noise_ax.lines[0].get_ydata(), np.sin(np.pi * times / 2))
+    np.testing.assert_allclose(signal_ax.lines[1].get_ydata(), 1.0 - times)
+    assert (tmp_path / "schedules.png").stat().st_size > 0
+
+
+def test_plot_kid_vs_evaluations_draws_one_sorted_line_per_sampler(tmp_path):
+    rows = [{"sampler": "ddim", "network_evaluations": 8, "kid": 0.2},
+            {"sampler": "ddim", "network_evaluations": 2, "kid": 0.9},
+            {"sampler": "second order", "network_evaluations": 4, "kid": 0.5},
+            {"sampler": "second order", "network_evaluations": 16, "kid": 0.1}]
+    rows = [{**row, "kid_features": "offline statistics"} for row in rows]
+    figure = plot_kid_vs_evaluations(rows, path=tmp_path / "kid.png")
+    (ax,) = figure.axes
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+             for line in ax.lines}
+    assert lines == {"ddim": ([2, 8], [0.9, 0.2]), "second order": ([4, 16], [0.5, 0.1])}
+    assert ax.get_xscale() == "log" and "offline statistics" in ax.get_ylabel()
+    with pytest.raises(ValueError, match="no rows"):
+        plot_kid_vs_evaluations([])

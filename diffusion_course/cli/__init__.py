@@ -3,16 +3,19 @@
     train       train a model: progress bar, CSV log, sample grids, checkpoints,
                 best-by-KID selection, exact --resume
     sample      a PNG grid or a GIF of the sampling process, from a checkpoint
-    evaluate    the KID of a checkpoint against the validation images
+    evaluate    the KID of a checkpoint against the validation images, or KID against network
+                evaluations for several samplers (CSV and PNG)
     verify      check a checkpoint's manifest, sha256s and configuration
+    card        a model card (README.md) beside a checkpoint, from its manifest
     references  regenerate every reference checkpoint of a profile, with fixed seeds
+    design-grid train the prediction x loss-weighting grid of DDIM models, write its KIDs
     pack        a profile's references as release archives with SHA256SUMS
     install     a downloaded reference archive, checked against its sha256, into place
 
-train, sample, evaluate, verify, pack and install each live in a module of their own with
-`add_parser` and `run`; references, a thin layer over `diffusion_course.references`, is defined
-here. TensorFlow is imported only once a command runs, so `--help` is instant. Exit codes: 0
-success, 1 the command failed (the message says why and what to do), 2 bad arguments.
+train, sample, evaluate, verify, card, design-grid, pack and install each live in a module of
+their own with `add_parser` and `run`; references, a thin layer over `diffusion_course.references`,
+is defined here. TensorFlow is imported only once a command runs, so `--help` is instant. Exit
+codes: 0 success, 1 the command failed (the message says why and what to do), 2 bad arguments.
 """
 
 import argparse
@@ -20,7 +23,16 @@ import errno
 import sys
 from pathlib import Path
 
-from diffusion_course.cli import evaluate, install, pack, sample, train, verify
+from diffusion_course.cli import (
+    card,
+    design_grid,
+    evaluate,
+    install,
+    pack,
+    sample,
+    train,
+    verify,
+)
 from diffusion_course.cli.common import KID_FEATURES, CommandError, UsageError, data_source
 from diffusion_course.cli.startup_noise import import_tensorflow_quietly
 
@@ -30,6 +42,7 @@ EXAMPLES = """examples:
   python -m diffusion_course verify runs/ddim-quick/best
   python -m diffusion_course sample runs/ddim-quick --out samples.png
   python -m diffusion_course evaluate runs/ddim-quick --kid-features offline
+  python -m diffusion_course card runs/ddim-quick/best
   python -m diffusion_course references --profile quick
 
 Run `python -m diffusion_course COMMAND --help` for a command's options.
@@ -48,7 +61,7 @@ def build_parser():
         description="Train, sample, evaluate and verify the course's diffusion models.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, sample, evaluate, verify, pack, install):
+    for module in (train, sample, evaluate, verify, card, design_grid, pack, install):
         command_parser = module.add_parser(subparsers)
         command_parser.formatter_class = argparse.RawDescriptionHelpFormatter
         command_parser.set_defaults(parser=command_parser)

@@ -70,12 +70,18 @@ def decay(text):
 
 
 def data_source(text):
-    """argparse type: "tfds", "synthetic" or "folder:PATH" (the folder is checked on loading)."""
+    """argparse type: "tfds", "tfds:NAME", "synthetic" or "folder:PATH" (the folder is checked
+    on loading)."""
     if text in ("tfds", SYNTHETIC_SOURCE) or (text.startswith("folder:") and len(text) > 7):
         return text
+    from diffusion_course.datasets import DATASETS  # imports TensorFlow: only when needed
+
+    if text.startswith("tfds:") and text[len("tfds:"):] in DATASETS:
+        return text
     raise argparse.ArgumentTypeError(
-        f"{text!r} is not a data source: use 'tfds' (Oxford Flowers 102), 'folder:PATH' (a folder "
-        "of JPEG/PNG images) or 'synthetic' (generated test images, for machines without data)"
+        f"{text!r} is not a data source: use 'tfds' (Oxford Flowers 102), 'tfds:NAME' (NAME one "
+        f"of {', '.join(DATASETS)}), 'folder:PATH' (a folder of JPEG/PNG images) or 'synthetic' "
+        "(generated test images, for machines without data)"
     )
 
 
@@ -112,13 +118,14 @@ def resolve_checkpoint(path):
 
 class DDPMImages:
     """Gives a `DDPMModel` the `generate` of `DiffusionModel`: images in [0, 1], from its EMA
-    network through a compiled sampler ("ddpm": all timesteps; "ddim": deterministic DDIM in
-    `diffusion_steps` steps)."""
+    network through a compiled sampler ("ddpm": all timesteps; "ddim": DDIM with `eta` in
+    `diffusion_steps` steps, deterministic at η = 0)."""
 
-    def __init__(self, model, sampler="ddim"):
+    def __init__(self, model, sampler="ddim", eta=0.0):
         self.model = model
         self.config = model.config
         self.sampler_name = sampler
+        self.eta = eta
         self._samplers = {}
 
     def sampler(self, diffusion_steps):
@@ -128,8 +135,11 @@ class DDPMImages:
         if key not in self._samplers:  # each sampler compiles its loop once
             self._samplers[key] = (
                 DDPMSampler(self.model.diffusion) if self.sampler_name == "ddpm"
-                else DDIMSampler(self.model.diffusion, num_steps=diffusion_steps))
+                else DDIMSampler(self.model.diffusion, num_steps=diffusion_steps, eta=self.eta))
         return self._samplers[key]
+
+    def network_evaluations(self, diffusion_steps):
+        return self.sampler(diffusion_steps).num_steps
 
     def generate(self, num_images, diffusion_steps, initial_noise=None, seed=0):
         import keras
@@ -163,8 +173,12 @@ def describe_source(source):
     if source == SYNTHETIC_SOURCE:
         return ("synthetic: diffusion_course.synthetic flower-like images, not Oxford Flowers "
                 "(for machines without the real data)")
-    if source == "tfds":
-        return "tfds: Oxford Flowers 102 through tensorflow-datasets"
+    from diffusion_course.data import parse_source
+    from diffusion_course.datasets import tfds_dataset
+
+    kind, location = parse_source(source)
+    if kind == "tfds":
+        return f"{source}: {tfds_dataset(location).title} through tensorflow-datasets"
     return f"{source}: the JPEG/PNG images in that folder"
 
 

@@ -50,6 +50,8 @@ EXAMPLES = """examples:
   python -m diffusion_course train --model ddim --profile full --data tfds --out runs/ddim
   python -m diffusion_course train --model ddpm --profile quick --data synthetic \\
       --kid-features offline --out runs/ddpm-quick --seed 1
+  python -m diffusion_course train --model ddim --data tfds:cifar10 --schedule log-snr-linear \\
+      --prediction velocity --loss-weighting velocity --loss mse --out runs/cifar-v
   python -m diffusion_course train --out runs/ddim --resume              # after an interruption
   python -m diffusion_course train --out runs/ddim --resume --epochs 80  # train for longer
 """
@@ -70,12 +72,23 @@ class RunSettings:
     ema: float | None  # None: the profile's
     jit_compile: str
     save_every: int
-    mixed_precision: str = "auto"  # last, with a default: runs saved before it existed resume
+    # with defaults, last: runs saved before they existed resume with them
+    mixed_precision: str = "auto"
+    # the DDIM design space (config.py); None: the configuration's default
+    schedule: str | None = None
+    start_log_snr: float | None = None
+    end_log_snr: float | None = None
+    prediction: str | None = None
+    loss_weighting: str | None = None
+    loss: str | None = None
 
 
+# the settings that become DDIM configuration fields of the same name
+DESIGN_SPACE = ("schedule", "start_log_snr", "end_log_snr", "prediction", "loss_weighting",
+                "loss")
 # a resumed run takes these from its checkpoint; only the epochs and save interval may change
 FIXED_ON_RESUME = ("model", "profile", "data", "seed", "steps_per_epoch", "kid_features",
-                   "kid_batches", "ema", "jit_compile", "mixed_precision")
+                   "kid_batches", "ema", "jit_compile", "mixed_precision", *DESIGN_SPACE)
 
 
 def add_parser(subparsers):
@@ -92,7 +105,9 @@ def add_parser(subparsers):
     parser.add_argument("--profile", choices=("full", "quick"),
                         help="configuration profile (default: full with a GPU, else quick)")
     parser.add_argument("--data", type=data_source,
-                        help="tfds, folder:PATH or synthetic (default: tfds)")
+                        help="tfds (Oxford Flowers), tfds:NAME (oxford_flowers102, "
+                             "caltech_birds2011, celeb_a, cifar10), folder:PATH or synthetic "
+                             "(default: tfds)")
     parser.add_argument("--out", required=True, type=Path, help="the run's folder")
     parser.add_argument("--seed", type=seed_int, help="random seed (default: 0)")
     parser.add_argument("--epochs", type=positive_int,
@@ -113,11 +128,34 @@ def add_parser(subparsers):
     parser.add_argument("--mixed-precision", choices=tuple(SWITCH_CHOICES),
                         help="float16 compute in the networks, float32 weights and loss, with "
                              "loss scaling (default: auto: on a GPU only)")
+    add_design_space_arguments(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in OUT from its last checkpoint, with its "
                              "settings")
     parser.set_defaults(run=run)
     return parser
+
+
+def add_design_space_arguments(parser):
+    """The DDIM model's schedule, parametrization and loss (the extended DDIM codebase)."""
+    from diffusion_course.config import LOSS_WEIGHTINGS, LOSSES, PREDICTIONS, SCHEDULE_NAMES
+
+    group = parser.add_argument_group(
+        "DDIM design space", "DDIM only; each defaults to the assignment's choice, and the "
+                             "manifest records it")
+    group.add_argument("--schedule", choices=SCHEDULE_NAMES,
+                       help="noise schedule (default: assignment-cosine, between the profile's "
+                            "signal rates); the others run between two log-SNRs")
+    group.add_argument("--start-log-snr", type=float, metavar="LOG_SNR",
+                       help="log signal-to-noise ratio at t = 0 (default: 2.5)")
+    group.add_argument("--end-log-snr", type=float, metavar="LOG_SNR",
+                       help="log signal-to-noise ratio at t = 1 (default: -7.5)")
+    group.add_argument("--prediction", choices=PREDICTIONS,
+                       help="what the network predicts (default: noise)")
+    group.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS,
+                       help="whose error training minimises, whatever the network predicts "
+                            "(default: noise)")
+    group.add_argument("--loss", choices=LOSSES, help="loss function (default: mae)")
 
 
 def run(args):
@@ -142,6 +180,12 @@ def settings_from(args):
         print(f"{args.out} holds no checkpoint yet: starting from step 0.")
     if args.model is None:
         raise UsageError("--model is required (ddim or ddpm) to start a new run.")
+    design_options = [name for name in DESIGN_SPACE if name in given]
+    if args.model != "ddim" and design_options:
+        raise UsageError(
+            f"{', '.join('--' + name.replace('_', '-') for name in design_options)}: the "
+            "schedule, prediction and loss options apply to --model ddim; the DDPM model has "
+            "the lab's fixed linear betas and noise prediction.")
     if args.profile is None:
         from diffusion_course.config import default_profile
 
@@ -195,7 +239,7 @@ def train_in_held_folder(settings, out, resume):
     """`train`, once the run folder `out` is checked and held."""
     from diffusion_course.checkpoints import TRAINING_STATE_PART, TrainingState, load_checkpoint
     from diffusion_course.cli.training_run import Progress, TrainingRun, write_csv
-    from diffusion_course.data import TooFewImagesError, load_splits
+    from diffusion_course.data import TooFewImagesError, image_size_for, load_splits
     from diffusion_course.devices import resolve_jit_compile, resolve_mixed_precision
     from diffusion_course.training import KIDCallback, SampleGridCallback
 
@@ -204,8 +248,11 @@ def train_in_held_folder(settings, out, resume):
     overrides = {"jit_compile": SWITCH_CHOICES[settings.jit_compile],
                  "mixed_precision": SWITCH_CHOICES[settings.mixed_precision],
                  "num_epochs": settings.epochs}
-    if settings.ema is not None:
-        overrides["ema"] = settings.ema
+    for name in ("ema", *DESIGN_SPACE):
+        if getattr(settings, name) is not None:
+            overrides[name] = getattr(settings, name)
+    profile_image_size = config_class(settings.model).from_profile(settings.profile).image_size
+    overrides["image_size"] = image_size_for(settings.data, profile_image_size)
     config = config_class(settings.model).from_profile(settings.profile, **overrides)
     # a resume on other settings or data, missing KID weights or data fail here, before
     # anything is trained
@@ -268,9 +315,11 @@ def train_in_held_folder(settings, out, resume):
     run = TrainingRun(out, settings, config, progress, training_parts, kid_callback,
                       grid_callback, run_record)
 
+    design = (f" Schedule {config.schedule}, predicting {config.prediction}, {config.loss} of "
+              f"the {config.loss_weighting}." if settings.model == "ddim" else "")
     print(f"Training {settings.model} ({settings.profile} profile) on "
           f"{describe_source(settings.data)}, seed {settings.seed}: {settings.epochs} epoch(s) "
-          f"of {settings.steps_per_epoch} steps. KID features: {kid.feature_name}. XLA "
+          f"of {settings.steps_per_epoch} steps.{design} KID features: {kid.feature_name}. XLA "
           f"{'on' if run_record['xla'] else 'off'}, mixed precision "
           f"{'on' if run_record['mixed_precision'] else 'off'}.")
     run.fit_all(model, training_stream)
