@@ -102,6 +102,19 @@ true
     assert not (REPO_ROOT / "diffusion_course" / "planted.py").exists()
 
 
+def test_no_user_namespace_gives_capabilities_back(course):
+    """A new user namespace would hand student code capabilities (inside it) and far more
+    kernel code to attack: the seccomp filter refuses unshare and clone(CLONE_NEWUSER)."""
+    probe = """
+import ctypes, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.unshare(0x10000000), subprocess.run(["unshare", "-U", "true"]).returncode)
+"""
+    result, _ = run(alice(course), python(probe))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["-1", "1"]
+
+
 def test_the_course_the_solutions_and_other_students_are_not_there(course):
     probe = f"""
 import os
@@ -251,6 +264,9 @@ def test_a_setup_failure_exits_125_with_the_reason(course, tmp_path):
     result, report = run(alice(course), ["true"], "--kernel-connection", str(connection))
     assert result.returncode == sandbox.SETUP_FAILED
     assert "IPC sockets" in report["setup_error"]
+    argv = sandbox.command(["true"], write=[alice(course)], report=alice(course) / "report.json")
+    result = subprocess.run(argv, cwd=alice(course), capture_output=True, text=True)
+    assert result.returncode == sandbox.SETUP_FAILED and "outside the --write" in result.stderr
 
 
 def test_files_appearing_and_vanishing_in_the_course_folder_do_not_break_setup(course):
@@ -445,7 +461,7 @@ print("trained")
 """
     # the reference stands in for an honest student's functions (trusted code, allowed here)
     result, report = run(alice(course), python(honest), "--allow", str(REPO_ROOT / "autograder"),
-                         timeout=300)
+                         "--allow", str(REPO_ROOT / "solutions"), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained" in result.stdout
     assert report["limit"] is None

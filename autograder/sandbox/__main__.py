@@ -70,7 +70,7 @@ def main(argv=None):
         command[0] = sys.executable  # the interpreter of this environment, like jupyter_client
     watcher = supervisor.Supervisor(command, arguments.allow, arguments.write, arguments.mask,
                                     arguments.limits, arguments.private_cwd,
-                                    arguments.kernel_connection)
+                                    arguments.kernel_connection, arguments.report)
     returncode = watcher.run()
     report = watcher.report
     if report["setup_error"]:

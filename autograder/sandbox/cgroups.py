@@ -6,6 +6,8 @@ sandbox falls back to rlimits. Needs root (the sandbox's own root mode).
 """
 
 import os
+import signal
+import time
 from pathlib import Path
 
 CONTROLLERS = ("memory", "pids", "cpu")
@@ -57,8 +59,13 @@ def _read_counter(path, key):
     return 0
 
 
+class CgroupError(OSError):
+    """A writable cgroup hierarchy refused this sandbox's cgroup: the grader's fault."""
+
+
 class Cgroup:
-    """The cgroup folders of one sandbox; `create` returns None where none can be made."""
+    """The cgroup folders of one sandbox; `create` returns None where no hierarchy is writable
+    and raises CgroupError when a writable one fails."""
 
     def __init__(self, folders, version):
         self.folders = folders  # {controller: Path}
@@ -94,9 +101,9 @@ class Cgroup:
             _write(folder / "memory.swap.max", 0)
             _write(folder / "pids.max", limits.processes)
             _write(folder / "cpu.max", f"{int(limits.cpu_share * CPU_PERIOD_US)} {CPU_PERIOD_US}")
-        except OSError:
+        except OSError as error:
             cgroup.remove()
-            return None
+            raise CgroupError(f"cannot set up the cgroup {folder}: {error}") from None
         return cgroup
 
     @classmethod
@@ -105,6 +112,8 @@ class Cgroup:
             return None
         folders = {controller: Path(mounts[controller]) / own[controller].lstrip("/") / name
                    for controller in CONTROLLERS}
+        if not all(os.access(folder.parent, os.W_OK) for folder in folders.values()):
+            return None
         cgroup = cls(folders, 1)
         try:
             for folder in folders.values():
@@ -117,9 +126,9 @@ class Cgroup:
             _write(folders["pids"] / "pids.max", limits.processes)
             _write(folders["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
             _write(folders["cpu"] / "cpu.cfs_quota_us", int(limits.cpu_share * CPU_PERIOD_US))
-        except OSError:
+        except OSError as error:
             cgroup.remove()
-            return None
+            raise CgroupError(f"cannot set up the cgroup {name}: {error}") from None
         return cgroup
 
     def enter(self):
@@ -160,9 +169,18 @@ class Cgroup:
 
 
 def _fresh_folder(folder):
-    """A new, empty cgroup folder: a leftover of a killed sandbox of the same slot goes first."""
-    try:
-        folder.rmdir()
-    except FileNotFoundError:
-        pass
+    """A new, empty cgroup folder. A leftover of this slot's previous sandbox (its wrapper was
+    killed before cleaning up) goes first, with any process still dying in it."""
+    for _ in range(50):
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            break
+        except OSError:  # busy: the slot's lock is ours, so these processes are a dead sandbox's
+            for pid in (folder / "cgroup.procs").read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
     folder.mkdir()

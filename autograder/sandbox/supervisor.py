@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from autograder.limits import LIMITS, SANDBOX_SLOTS, SANDBOX_UID_BASE
-from autograder.sandbox import SETUP_FAILED, mode, plan
-from autograder.sandbox.cgroups import Cgroup
+from autograder.sandbox import SETUP_FAILED, mode, plan, seccomp
+from autograder.sandbox.cgroups import Cgroup, CgroupError
 
 SLOT_LOCKS = Path("/run/autograder-sandbox")
 DISK_CHECK_INTERVAL_S = 0.5
@@ -107,8 +107,10 @@ def _writable_size(folders):
 
 
 class Supervisor:
-    def __init__(self, command, allow, write, mask, limits_name, private_cwd, kernel_connection):
+    def __init__(self, command, allow, write, mask, limits_name, private_cwd, kernel_connection,
+                 report_path=None):
         self.command = command
+        self.report_path = report_path
         self.limits = LIMITS[limits_name]
         self.allow = [Path(path).absolute() for path in allow]
         self.write = [Path(path).absolute() for path in write]
@@ -118,7 +120,7 @@ class Supervisor:
         self.report = {"setup_error": None, "limit": None, "returncode": None, "signal": None,
                        "wall_s": 0.0, "mode": mode(), "peak_memory_bytes": None}
         self.slot = self.cgroup = None
-        self.empty_fds = []  # one per masked file, for bwrap to copy nothing from
+        self.bwrap_fds = []  # what bwrap reads: the seccomp filter, nothing for masked files
 
     # ---- set-up ------------------------------------------------------------------------------
 
@@ -141,11 +143,19 @@ class Supervisor:
                 _give_to(self.kernel_connection, self.slot.uid)
         layout = plan.build(self.allow, write, self.mask, self.private_cwd,
                             self.limits.disk_bytes)
-        self.empty_fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(layout.masked_files())]
+        empty_fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(layout.masked_files())]
+        self.bwrap_fds += empty_fds
+        if seccomp.supported():
+            filter_read, filter_write = os.pipe()
+            os.write(filter_write, seccomp.program())
+            os.close(filter_write)
+            self.bwrap_fds.append(filter_read)
         argv = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent",
-                "--new-session", *layout.bwrap_arguments(self.empty_fds),
+                "--new-session", *layout.bwrap_arguments(empty_fds),
                 *plan.environment(), "--chdir", str(cwd)]
+        if seccomp.supported():
+            argv += ["--seccomp", str(self.bwrap_fds[-1])]
         trampoline = ["sh", "-c", TRAMPOLINE.replace("{fd}", str(ready_fd)), *self.command]
         if protection == "userns":
             return [*argv, "--unshare-user", "--disable-userns", "--", *trampoline]
@@ -190,6 +200,12 @@ class Supervisor:
 
     def _run(self):
         from autograder.sandbox import SandboxUnavailableError, protection
+        if self.report_path is not None:
+            folder = Path(self.report_path).absolute().parent.resolve()
+            if any(folder == path.resolve() or path.resolve() in folder.parents
+                   for path in self.write):
+                raise SetupError("the --report file must be outside the --write folders, where "
+                                 "student code could put a link in its way")
         if self.report["mode"] == "off":
             return self._supervise(self.command, (), setup_fd=None)
         try:
@@ -198,13 +214,16 @@ class Supervisor:
             raise SetupError(str(error)) from None
         if how == "root":
             self.slot = _Slot()
-            self.cgroup = Cgroup.create(f"autograder-sandbox-{self.slot.uid}", self.limits)
+            try:
+                self.cgroup = Cgroup.create(f"autograder-sandbox-{self.slot.uid}", self.limits)
+            except CgroupError as error:
+                raise SetupError(str(error)) from None
         ready_read, ready_write = os.pipe()
         try:
             argv = self._argv(how, ready_write)
-            return self._supervise(argv, (ready_write, *self.empty_fds), setup_fd=ready_read)
+            return self._supervise(argv, (ready_write, *self.bwrap_fds), setup_fd=ready_read)
         finally:
-            for descriptor in (ready_read, *self.empty_fds):
+            for descriptor in (ready_read, *self.bwrap_fds):
                 os.close(descriptor)
 
     def _supervise(self, argv, pass_fds, setup_fd):
