@@ -293,11 +293,11 @@ def test_files_appearing_and_vanishing_in_the_course_folder_do_not_break_setup(c
     churner = threading.Thread(target=churn)
     churner.start()
     try:
-        results = [run(alice(course), ["true"]) for _ in range(8)]
+        results = [run(alice(course), ["true"]) for _ in range(4)]
     finally:
         stop.set()
         churner.join()
-    assert [result.returncode for result, _ in results] == [0] * 8, results[0][0].stderr
+    assert [result.returncode for result, _ in results] == [0] * 4, results[0][0].stderr
 
 
 def test_the_sandbox_refuses_to_run_unprotected(monkeypatch):
@@ -390,7 +390,7 @@ def test_a_kernel_sees_only_its_own_connection_folder_and_a_fresh_cwd(course, tm
 
 @as_root
 def test_a_memory_bomb_is_stopped_and_the_limit_named(course):
-    bomb = "blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 2**20))"
+    bomb = "blocks = []\nwhile True:\n    blocks.append(b'x' * 64 * 2**20)  # touched pages"
     result, report = run(alice(course), python(bomb))
     assert result.returncode != 0
     assert report["limit"] == "memory limit 2 GiB exceeded", report
@@ -425,7 +425,8 @@ def test_a_file_size_bomb_is_stopped(course):
 
 
 def test_a_disk_bomb_in_the_work_folder_is_stopped(course):
-    bomb = "for i in 1 2 3 4 5 6 7; do head -c 200M /dev/zero > part$i; done; sleep 5"
+    # allocated blocks count as written ones, and take no time to make
+    bomb = "for i in 1 2 3 4 5 6; do fallocate -l 250M part$i; done; sleep 5"
     result, report = run(alice(course), ["sh", "-c", bomb])
     assert result.returncode != 0
     assert report["limit"] == "disk limit 1 GiB exceeded", report
