@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 
 from autograder.limits import LIMITS, SANDBOX_SLOTS, SANDBOX_UID_BASE
-from autograder.sandbox import SETUP_FAILED, mode, plan, seccomp
+from autograder.sandbox import (
+    SETUP_FAILED,
+    SandboxUnavailableError,
+    mode,
+    plan,
+    protection,
+    seccomp,
+)
 from autograder.sandbox.cgroups import Cgroup, CgroupError
 
 SLOT_LOCKS = Path("/run/autograder-sandbox")
@@ -199,7 +206,6 @@ class Supervisor:
         return returncode
 
     def _run(self):
-        from autograder.sandbox import SandboxUnavailableError, protection
         if self.report_path is not None:
             folder = Path(self.report_path).absolute().parent.resolve()
             if any(folder == path.resolve() or path.resolve() in folder.parents
