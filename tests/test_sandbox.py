@@ -344,45 +344,55 @@ def test_without_root_user_namespaces_serve(course):
 # ---- kernel ------------------------------------------------------------------------------
 
 
-def test_a_kernel_sees_only_its_own_connection_folder_and_a_fresh_cwd(course, tmp_path):
-    """A real sandboxed kernel over IPC: nbgrader's cwd holds the hidden tests in plain text."""
-    pytest.importorskip("nbclient")
+def test_a_kernel_sees_only_its_own_ipc_folder_and_a_fresh_cwd(course, monkeypatch):
+    """A real sandboxed kernel over IPC. nbgrader's cwd holds the hidden tests in plain text;
+    another kernel's connection file holds its key. Then the kernel floods its stdout: the
+    sandbox stops it, and the kernel manager learns which limit did."""
     import asyncio
 
     from autograder.sandbox.kernel import PrivateKernelManager
 
-    other = PrivateKernelManager(kernel_name="ddim-grading")  # another student's kernel folder
+    monkeypatch.setenv("JUPYTER_PATH", str(REPO_ROOT / "autograder"))
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    other = PrivateKernelManager(kernel_name="ddim-grading")  # another student's kernel
     other.write_connection_file()
     (alice(course) / "ddim.ipynb").write_text("### BEGIN HIDDEN TESTS")
+    manager = PrivateKernelManager(kernel_name="ddim-grading")
+    probe = f"""
+import os
+print(os.listdir("."), os.path.exists({other.connection_file!r}),
+      os.path.exists({str(other.private_folder)!r}), os.path.exists({str(course)!r} + "/solutions"))
+try:
+    open({manager.connection_file!r}, "a")
+    print("key writable")
+except OSError:
+    print("key read-only")
+"""
 
-    async def probe():
-        manager = PrivateKernelManager(kernel_name="ddim-grading")
+    async def run_kernel():
         await manager.start_kernel(cwd=str(alice(course)))
         client = manager.client()
         client.start_channels()
         try:
             await client.wait_for_ready(timeout=60)
-            code = (f"import os; print(os.listdir('.'), os.path.exists({other.connection_file!r}),"
-                    f" os.path.exists({str(course / 'solutions')!r}))")
-            reply = await client.execute_interactive(
-                code, output_hook=lambda message: outputs.append(message), timeout=30)
-            assert reply["content"]["status"] == "ok"
-            return [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"]
+            outputs = []
+            await client.execute_interactive(probe, output_hook=outputs.append, timeout=30)
+            client.execute("import os\nwhile True:\n    os.write(1, b'x' * 2**20)")
+            for _ in range(600):
+                if not await manager.is_alive():
+                    break
+                await asyncio.sleep(0.1)
+            return "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream")
         finally:
             client.stop_channels()
             await manager.shutdown_kernel(now=True)
 
-    outputs = []
-    environment = {"JUPYTER_PATH": str(REPO_ROOT / "autograder"), "PYTHONPATH": str(REPO_ROOT)}
-    old = {name: os.environ.get(name) for name in environment}
-    os.environ.update(environment)
     try:
-        printed = asyncio.run(probe())
+        printed = asyncio.run(run_kernel())
     finally:
-        for name, value in old.items():
-            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
         other.cleanup_connection_file()
-    assert printed == ["[] False False\n"], printed
+    assert printed == "[] False False False\nkey read-only\n", printed
+    assert manager.sandbox_report["limit"] == "output limit 16 MiB exceeded"
 
 
 # ---- limits ------------------------------------------------------------------------------

@@ -50,15 +50,20 @@ def _depth(path):
 
 
 class Plan:
-    """Mounts keyed by their path inside; applied shallowest first, so deeper ones win."""
+    """Mounts keyed by their path inside; applied shallowest first, so deeper ones win.
 
-    def __init__(self, tmpfs_bytes):
+    data_fd(content) returns a descriptor that bwrap reads `content` from (for a file that is a
+    copy: a masked file, the kernel's connection file).
+    """
+
+    def __init__(self, tmpfs_bytes, data_fd):
         self.tmpfs_bytes = tmpfs_bytes
-        # path -> ("ro" | "rw" | "tmpfs" | "symlink" | "mask-file" | "mask-dir", source)
+        self.data_fd = data_fd
+        # path -> ("ro" | "rw" | "tmpfs" | "symlink" | "data" | "mask-dir", source)
         self.mounts = {}
 
-    def read_only(self, path, source=None):
-        self.mounts[str(path)] = ("ro", str(source or path))
+    def read_only(self, path):
+        self.mounts[str(path)] = ("ro", str(path))
 
     def writable(self, path):
         self.mounts[str(path)] = ("rw", str(path))
@@ -67,16 +72,17 @@ class Plan:
         """A fresh, empty, size-capped tmpfs that only this sandbox sees."""
         self.mounts[str(path)] = ("tmpfs", None)
 
-    def masked_files(self):
-        return sum(kind == "mask-file" for kind, _ in self.mounts.values())
+    def copy(self, path, content):
+        """A read-only file holding `content`: its original need not be readable inside."""
+        self.mounts[str(path)] = ("data", str(self.data_fd(content)))
 
     def mask(self, path):
-        kind = "mask-dir" if Path(path).is_dir() else "mask-file"
-        self.mounts[str(path)] = (kind, None)
+        if Path(path).is_dir():
+            self.mounts[str(path)] = ("mask-dir", None)
+        else:  # a copy of nothing: device files such as /dev/null do not open on nodev mounts
+            self.copy(path, b"")
 
-    def bwrap_arguments(self, empty_fds):
-        """The arguments; a masked file takes one of `empty_fds` (each open on /dev/null)."""
-        empty_fds = iter(empty_fds)
+    def bwrap_arguments(self):
         arguments = ["--proc", "/proc", "--dev", "/dev"]
         made = {"/", "/proc", "/dev"}
         for path in sorted(self.mounts, key=_depth):
@@ -86,27 +92,24 @@ class Plan:
                     made.add(str(parent))
             made.add(path)
             kind, source = self.mounts[path]
-            if kind == "ro":
-                arguments += ["--ro-bind", source, path]
-            elif kind == "rw":
-                arguments += ["--bind", source, path]
-            elif kind == "tmpfs":
+            arguments += {
+                "ro": ["--ro-bind", source, path],
+                "rw": ["--bind", source, path],
                 # every process inside has the sandbox's one uid: world-writable is private here
-                arguments += ["--size", str(self.tmpfs_bytes), "--perms", "01777", "--tmpfs", path]
-            elif kind == "symlink":
-                arguments += ["--symlink", source, path]
-            elif kind == "mask-dir":
-                arguments += ["--size", "4096", "--perms", "0555", "--tmpfs", path,
-                              "--remount-ro", path]
-            else:  # a copy of nothing: device files do not open on nodev mounts
-                arguments += ["--perms", "0444", "--ro-bind-data", str(next(empty_fds)), path]
+                "tmpfs": ["--size", str(self.tmpfs_bytes), "--perms", "01777", "--tmpfs", path],
+                "symlink": ["--symlink", str(source), path],
+                "data": ["--perms", "0444", "--ro-bind-data", str(source), path],
+                "mask-dir": ["--size", "4096", "--perms", "0555", "--tmpfs", path,
+                             "--remount-ro", path],
+            }[kind]
         # the folders made above to hold the mounts: not a place to write
         return [*arguments, "--remount-ro", "/"]
 
 
-def build(allow, write, mask, private_cwd, tmpfs_bytes):
-    """The plan for a sandbox that sees `allow` read-only and `write` read-write."""
-    plan = Plan(tmpfs_bytes)
+def build(allow, write, mask, private_cwd, tmpfs_bytes, data_fd, copies=()):
+    """The plan for a sandbox that sees `allow` read-only, `write` read-write, `copies`
+    ({path: content}) as read-only copies, and `mask` as empty."""
+    plan = Plan(tmpfs_bytes, data_fd)
     for path in SYSTEM_PATHS:
         if os.path.islink(path):
             plan.mounts[path] = ("symlink", os.readlink(path))  # /bin -> usr/bin
@@ -123,6 +126,8 @@ def build(allow, write, mask, private_cwd, tmpfs_bytes):
         plan.writable(path)
     if private_cwd:
         plan.private(os.getcwd())
+    for path, content in dict(copies).items():
+        plan.copy(path, content)
     for path in mask:
         plan.mask(path)
     return plan

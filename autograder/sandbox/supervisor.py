@@ -29,7 +29,7 @@ from autograder.sandbox.cgroups import Cgroup, CgroupError
 SLOT_LOCKS = Path("/run/autograder-sandbox")
 DISK_CHECK_INTERVAL_S = 0.5
 MAX_WRITABLE_ENTRIES = 100_000
-CONNECTION_FILE_MAX_BYTES = 64 * 1024
+CONNECTION_FILE_MAX_BYTES = 16 * 1024  # fits a pipe's buffer, for bwrap to read
 # after bwrap and setpriv have done their part, and before the command runs: tells setup
 # failures (125, the grader's fault) from the command's own exit status
 TRAMPOLINE = ('command -v -- "$0" >/dev/null || exit 127; printf R >&{fd}; '
@@ -74,26 +74,31 @@ def _private_folder(path):
         raise SetupError(f"{path} must be a folder of the grader's own, mode 0700")
 
 
-def _kernel_folder(connection_file):
-    """The kernel's private folder: its connection file and IPC sockets, nothing else."""
+def _kernel_files(connection_file):
+    """(the kernel's IPC folder, the connection file's content). The folder is fresh, private
+    and the kernel's only writable place besides its cwd; the file, which holds the key, is
+    shown as a read-only copy (PrivateKernelManager makes this layout)."""
     path = Path(connection_file).absolute()
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(descriptor, "rb") as file:
-            connection = json.loads(file.read(CONNECTION_FILE_MAX_BYTES))
+            content = file.read(CONNECTION_FILE_MAX_BYTES + 1)
+        if len(content) > CONNECTION_FILE_MAX_BYTES:
+            raise ValueError(f"larger than {CONNECTION_FILE_MAX_BYTES} bytes")
+        connection = json.loads(content)
     except (OSError, ValueError) as error:
         raise SetupError(f"cannot read the kernel connection file {path}: {error}") from None
     if connection.get("transport") != "ipc":
         raise SetupError("the kernel must talk over IPC sockets (transport 'ipc'), not "
                          f"{connection.get('transport')!r}: the sandbox has no network")
-    if Path(connection.get("ip", "")).parent != path.parent:
-        raise SetupError("the kernel's IPC sockets must be beside its connection file")
-    _private_folder(path.parent)
-    others = [name for name in os.listdir(path.parent) if not name.startswith(path.stem)]
-    if others:
-        raise SetupError(f"the kernel's folder {path.parent} is shared (also holds {others[0]}); "
-                         "use autograder.sandbox.kernel.PrivateKernelManager")
-    return path.parent
+    folder = Path(connection.get("ip", "")).parent
+    if not folder.is_absolute():
+        raise SetupError(f"the kernel's IPC sockets need an absolute path, not {folder}")
+    _private_folder(folder)
+    if os.listdir(folder):
+        raise SetupError(f"the kernel's IPC folder {folder} is not fresh and empty; use "
+                         "autograder.sandbox.kernel.PrivateKernelManager")
+    return folder, content
 
 
 def _writable_size(folders):
@@ -127,7 +132,7 @@ class Supervisor:
         self.report = {"setup_error": None, "limit": None, "returncode": None, "signal": None,
                        "wall_s": 0.0, "mode": mode(), "peak_memory_bytes": None}
         self.slot = self.cgroup = None
-        self.bwrap_fds = []  # what bwrap reads: the seccomp filter, nothing for masked files
+        self.bwrap_fds = []  # what bwrap reads: the seccomp filter, copies of files
 
     # ---- set-up ------------------------------------------------------------------------------
 
@@ -137,32 +142,25 @@ class Supervisor:
         if not self.private_cwd and not any(cwd == p or p in cwd.parents for p in visible):
             raise SetupError(f"the cwd {cwd} is not inside a --write or --allow path; pass it "
                              "with --write, or use --private-cwd")
-        write = list(self.write)
+        write, copies = list(self.write), {}
         if self.kernel_connection is not None:
-            write.append(_kernel_folder(self.kernel_connection))
+            ipc_folder, content = _kernel_files(self.kernel_connection)
+            copies[Path(self.kernel_connection).absolute()] = content
+            write.append(ipc_folder)
         for path in [*self.allow, *write, *self.mask]:
             if not path.exists():
                 raise SetupError(f"{path} does not exist")
         if protection == "root":
             for folder in write:
                 _give_to(folder, self.slot.uid)
-            if self.kernel_connection is not None:  # the kernel reads its own key, no one else
-                _give_to(self.kernel_connection, self.slot.uid)
         layout = plan.build(self.allow, write, self.mask, self.private_cwd,
-                            self.limits.disk_bytes)
-        empty_fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(layout.masked_files())]
-        self.bwrap_fds += empty_fds
-        if seccomp.supported():
-            filter_read, filter_write = os.pipe()
-            os.write(filter_write, seccomp.program())
-            os.close(filter_write)
-            self.bwrap_fds.append(filter_read)
+                            self.limits.disk_bytes, self._data_fd, copies)
         argv = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent",
-                "--new-session", *layout.bwrap_arguments(empty_fds),
-                *plan.environment(), "--chdir", str(cwd)]
+                "--new-session", *layout.bwrap_arguments(), *plan.environment(),
+                "--chdir", str(cwd)]
         if seccomp.supported():
-            argv += ["--seccomp", str(self.bwrap_fds[-1])]
+            argv += ["--seccomp", str(self._data_fd(seccomp.program()))]
         trampoline = ["sh", "-c", TRAMPOLINE.replace("{fd}", str(ready_fd)), *self.command]
         if protection == "userns":
             return [*argv, "--unshare-user", "--disable-userns", "--", *trampoline]
@@ -171,6 +169,14 @@ class Supervisor:
                 "CAP_SETPCAP", "--", "setpriv", "--reuid", uid, "--regid", uid,
                 "--clear-groups", "--no-new-privs", "--bounding-set", "-all", "--inh-caps",
                 "-all", "--", *trampoline]
+
+    def _data_fd(self, content):
+        """A descriptor that bwrap reads `content` from (a pipe holds up to 64 KiB)."""
+        read_end, write_end = os.pipe()
+        os.write(write_end, content)
+        os.close(write_end)
+        self.bwrap_fds.append(read_end)
+        return read_end
 
     def _prepare_child(self):
         """Runs in the child before exec: the cgroup, the rlimits, a session of its own."""
@@ -311,8 +317,8 @@ class Supervisor:
 
 
 def _give_to(path, uid):
-    """Makes a --write folder (or the kernel's connection file) the sandbox uid's; the trusted
-    side made it, and a link in its place is refused."""
+    """Makes a --write folder the sandbox uid's; the trusted side made it, and a link in its
+    place is refused."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         os.fchown(descriptor, uid, uid)
