@@ -307,6 +307,15 @@ def test_the_sandbox_refuses_to_run_unprotected(monkeypatch):
         sandbox.check_available()
 
 
+def test_without_bwrap_a_run_fails_as_a_grader_error_unless_off(course, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    result, report = run(alice(course), ["/bin/true"])
+    assert result.returncode == sandbox.SETUP_FAILED and "bwrap" in report["setup_error"]
+    monkeypatch.setenv("AUTOGRADER_SANDBOX", "off")
+    result, report = run(alice(course), ["/bin/sh", "-c", "exit 3"])
+    assert result.returncode == 3 and report["mode"] == "off"
+
+
 def test_check_says_which_mode_is_in_force():
     result = subprocess.run([sys.executable, "-m", "autograder.sandbox", "check"],
                             capture_output=True, text=True, cwd=REPO_ROOT)
