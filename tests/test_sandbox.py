@@ -137,6 +137,8 @@ def shared_places(course):
         course / "solutions" / "ddim" / "ddim.ipynb",
         course / "autograded" / "bob" / "ddim" / "ddim.ipynb",
         course / "autograded" / "alice" / "planted.txt",
+        # the grader's, in the student's work folder (without root the student is the grader)
+        *([alice(course) / "request.json"] if os.geteuid() == 0 else []),
         REPO_ROOT / "autograder" / "judge.py",
         REPO_ROOT / "autograder" / "sandbox-attack.py",
         REPO_ROOT / "diffusion_course" / "__init__.py",
@@ -151,6 +153,7 @@ def shared_places(course):
 
 def test_no_formerly_shared_place_is_writable(course):
     places = shared_places(course)
+    (alice(course) / "request.json").write_text("{}")
     before = {path: path.read_bytes() for path in places if path.is_file()}
     probe = f"""
 import os
@@ -159,6 +162,11 @@ for path in {[str(path) for path in places]!r}:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "a"):
             print("WROTE", path)
+    except OSError:
+        pass
+    try:  # or replace it, by a link to a file the grader would then read or overwrite
+        os.replace(path, path + ".moved")
+        print("MOVED", path)
     except OSError:
         pass
 """

@@ -152,7 +152,7 @@ class Supervisor:
                 raise SetupError(f"{path} does not exist")
         if protection == "root":
             for folder in write:
-                _give_to(folder, self.slot.uid)
+                _share_with(folder, self.slot.uid)
         layout = plan.build(self.allow, write, self.mask, self.private_cwd,
                             self.limits.disk_bytes, self._data_fd, copies)
         argv = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
@@ -316,12 +316,14 @@ class Supervisor:
         return 128 + number if returncode < 0 else returncode
 
 
-def _give_to(path, uid):
-    """Makes a --write folder the sandbox uid's; the trusted side made it, and a link in its
-    place is refused."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+def _share_with(folder, gid):
+    """Lets the sandbox's group create files in a --write folder, which stays the grader's. The
+    sticky bit, as on /tmp, keeps what the grader put there (a request, a log) from being
+    renamed, removed or replaced by a link. A link in the folder's own place is refused."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        os.fchown(descriptor, uid, uid)
+        os.fchown(descriptor, -1, gid)
+        os.fchmod(descriptor, 0o1770)
     finally:
         os.close(descriptor)
 
