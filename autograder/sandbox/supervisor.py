@@ -133,6 +133,7 @@ class Supervisor:
                        "wall_s": 0.0, "mode": mode(), "peak_memory_bytes": None}
         self.slot = self.cgroup = None
         self.bwrap_fds = []  # what bwrap reads: the seccomp filter, copies of files
+        self.watched = []  # the writable folders on the host
 
     # ---- set-up ------------------------------------------------------------------------------
 
@@ -147,6 +148,7 @@ class Supervisor:
             ipc_folder, content = _kernel_files(self.kernel_connection)
             copies[Path(self.kernel_connection).absolute()] = content
             write.append(ipc_folder)
+        self.watched = write  # on the host's disk: their size counts against the disk limit
         for path in [*self.allow, *write, *self.mask]:
             if not path.exists():
                 raise SetupError(f"{path} does not exist")
@@ -264,8 +266,8 @@ class Supervisor:
             if now >= deadline:
                 self._stop(process, "wall time")
                 break
-            if now >= next_disk_check and self.write:
-                size, too_many = _writable_size(self.write)
+            if now >= next_disk_check and self.watched:
+                size, too_many = _writable_size(self.watched)
                 if too_many or size > self.limits.disk_bytes:
                     self._stop(process, "disk")
                     break
