@@ -11,7 +11,11 @@ one job is to start a process in new namespaces on a root it builds from an allo
   caller's uid inside a new user namespace that cannot make further ones; limits by rlimits.
 - Always: new mount, PID, IPC, UTS and network namespaces; the system and the Python
   environment read-only; private tmpfs /tmp, /dev/shm and $HOME; only the paths the caller
-  names (`--allow` read-only, `--write` read-write); the environment cleared to safe names.
+  names (`--allow` read-only, `--write` read-write); the environment cleared to safe names; a
+  seccomp filter against the system calls exploits favour (seccomp.py).
+
+The files: plan.py (the mounts), cgroups.py and ../limits.py (the limits), seccomp.py,
+supervisor.py (the trusted wrapper and its report), kernel.py (the grading kernel's side).
 
     python -m autograder.sandbox run [--allow PATH]... [--write PATH]... [--mask PATH]...
                                      [--limits kernel|runner] [--report FILE] [--private-cwd]
