@@ -486,7 +486,7 @@ model = ReferenceDiffusionModel(config, seed=0)
 images = np.random.default_rng(0).random((64, config.image_size, config.image_size, 3))
 model.adapt_normalizer(images.astype("float32"))
 model.compile()
-model.fit(images.astype("float32"), batch_size=config.batch_size, epochs=2, verbose=0)
+model.fit(images.astype("float32"), batch_size=config.batch_size, epochs=1, verbose=0)
 print("trained")
 """
     # the reference stands in for an honest student's functions (trusted code, allowed here)

@@ -7,7 +7,6 @@ Nothing is listed or covered, so a file that appears or vanishes in the course f
 class is graded cannot break the plan.
 """
 
-import importlib.metadata
 import json
 import os
 import sys
@@ -26,23 +25,30 @@ ENVIRONMENT_PREFIXES = ("LC_", "TF_", "KERAS_", "JAX_", "XLA_", "OMP_", "MKL_", 
                         "CUDA_", "NVIDIA_", "NBGRADER_", "DDIM_", "DIFFUSION_")
 
 
+def python_paths():
+    """The Python environment (a venv) and the interpreter it was made from, read-only. The venv
+    is found from the executable, as `site` finds it: the wrapper starts without `site` (-S)."""
+    paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    venv = Path(sys.executable).absolute().parent.parent
+    if (venv / "pyvenv.cfg").is_file():
+        paths.add(venv.resolve())
+    return sorted(paths)
+
+
 def library_paths():
     """The course library, read-only: this checkout's, and the installed one if elsewhere."""
     paths = {REPO_ROOT / "diffusion_course"}
-    try:  # an editable install records its source folder (PEP 610)
-        direct_url = importlib.metadata.distribution("diffusion-course").read_text(
-            "direct_url.json")
-        url = urlparse(json.loads(direct_url or "{}").get("url", ""))
-        if url.scheme == "file":
-            paths.add(Path(unquote(url.path)) / "diffusion_course")
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        pass
+    # an editable install records its source folder (PEP 610)
+    for environment in python_paths():
+        for record in environment.glob("lib/python*/site-packages/diffusion_course-*.dist-info/"
+                                       "direct_url.json"):
+            try:
+                url = urlparse(json.loads(record.read_text()).get("url", ""))
+            except (OSError, ValueError):
+                continue
+            if url.scheme == "file":
+                paths.add(Path(unquote(url.path)) / "diffusion_course")
     return sorted(path for path in paths if path.is_dir())
-
-
-def python_paths():
-    """The Python environment (a venv) and the interpreter it was made from, read-only."""
-    return sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()})
 
 
 def _depth(path):
