@@ -234,12 +234,12 @@ def test_a_detached_process_dies_with_the_sandbox(course, tmp_path):
     marker = alice(course) / "stray-survived"
     probe = f"""
 import subprocess, sys
-subprocess.Popen([sys.executable, "-c", "import time, pathlib; time.sleep(2); "
+subprocess.Popen([sys.executable, "-c", "import time, pathlib; time.sleep(1); "
                   "pathlib.Path({str(marker)!r}).touch()"], start_new_session=True)
 """
     result, _ = run(alice(course), python(probe))
     assert result.returncode == 0, result.stderr
-    time.sleep(3)
+    time.sleep(2)
     assert not marker.exists(), "a detached process outlived the sandbox"
 
 
