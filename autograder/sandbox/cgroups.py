@@ -162,12 +162,17 @@ class Cgroup:
             return None
 
     def remove(self):
-        """Removes the folders; every process in them must have exited (the PID namespace)."""
+        """Removes the folders, once the processes of the dead PID namespace have left them."""
         for folder in set(self.folders.values()):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
+            for _ in range(50):
+                try:
+                    folder.rmdir()
+                except FileNotFoundError:
+                    break
+                except OSError:  # busy for a moment: the namespace's processes are exiting
+                    time.sleep(0.02)
+                else:
+                    break
 
     def describe(self):
         return f"cgroup v{self.version}"
