@@ -8,20 +8,19 @@ student's kernel printed, patched or suppressed in those cells no longer counts.
 """
 
 import json
-import sys
 from pathlib import Path
 
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool
 
-from autograder import VERDICTS_FILE, judge
+from autograder import VERDICTS_FILE, judge, sandbox
 from autograder.reference import FUNCTION_NAMES, setup_source
 
-# the student runner is the one file of the autograder that sandboxed code may see
-RUNNER = Path(__file__).resolve().parent / "student_runner.py"
-SANDBOX_PREFIX = (sys.executable, "-m", "autograder.sandbox", "run", "--no-network",
-                  "--allow", str(RUNNER), "--")
+# The judge starts each runner in its own folder (written there) beside its copy of the student
+# runner, the one file of the autograder that sandboxed code may see (read-only).
+SANDBOX_PREFIX = (*sandbox.WRAPPER, "run", "--limits", "runner", "--write", ".", "--allow",
+                  "../student_runner.py", "--")
 
 
 def answer_sources(notebook):
