@@ -23,6 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent
 # the autograder package must be importable in nbgrader's own process (the verdict preprocessor)
 sys.path.insert(0, str(REPO_ROOT))
 
+from autograder import gradebook  # noqa: E402
 from autograder.verdict import ExternalVerdict  # noqa: E402
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
@@ -34,6 +35,14 @@ c.CourseDirectory.release_directory = "assignment"
 # Only notebooks are taken from a submission: a fake numpy/ or autograder/ folder beside the
 # notebook would otherwise be copied next to it and shadow the real package.
 c.CourseDirectory.include = ["*.ipynb"]
+
+# The gradebook: sqlite in the course folder by default; NBGRADER_DB_URL switches it to a
+# PostgreSQL server, which many grading processes on a cluster can write at once
+# (autograder/gradebook.py).
+c.CourseDirectory.db_url = gradebook.db_url(c.CourseDirectory.root)
+# nbgrader's own default course id: with the empty default, PostgreSQL (which, unlike sqlite,
+# enforces foreign keys) refuses the assignment for want of its course.
+c.CourseDirectory.course_id = "default_course"
 
 # The sandboxed kernel (autograder/kernels/ddim-grading): nbgrader would otherwise use the source
 # notebook's kernel name, and a missing kernel fails every submission with NoSuchKernel.

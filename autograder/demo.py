@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from autograder import VERDICTS_FILE, sandbox, scanner
+from autograder import VERDICTS_FILE, gradebook, sandbox, scanner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "ddim"
@@ -105,11 +105,11 @@ def read_grades(course_root, students):
     from nbgrader.api import Gradebook
 
     grades = {}
-    with Gradebook(f"sqlite:///{course_root / 'gradebook.db'}") as gradebook:
+    with Gradebook(gradebook.db_url(course_root)) as book:
         for student in students:
             try:
-                submission = gradebook.find_submission_notebook(NOTEBOOK[:-6], ASSIGNMENT,
-                                                                student)
+                submission = book.find_submission_notebook(NOTEBOOK[:-6], ASSIGNMENT,
+                                                           student)
             except Exception:  # noqa: BLE001 - a failed submission has no notebook row
                 grades[student] = {}
                 continue
