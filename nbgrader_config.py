@@ -13,7 +13,6 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
-    Execute,
     IgnorePattern,
     LimitOutput,
     SaveAutoGrades,
@@ -24,6 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from autograder import gradebook  # noqa: E402
+from autograder.sandbox.kernel import PrivateExecute  # noqa: E402
 from autograder.verdict import ExternalVerdict  # noqa: E402
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
@@ -49,8 +49,8 @@ c.CourseDirectory.course_id = "default_course"
 os.environ["JUPYTER_PATH"] = os.pathsep.join(
     filter(None, [str(REPO_ROOT / "autograder"), os.environ.get("JUPYTER_PATH")]))
 c.Execute.kernel_name = "ddim-grading"
-# The sandbox finds the course root through this variable, to hide the gradebook and others.
-os.environ["AUTOGRADER_COURSE_ROOT"] = c.CourseDirectory.root
+# PrivateExecute: that kernel talks over IPC sockets in a fresh folder of its own (the sandbox
+# has no network, and no kernel may read another one's connection file); see sandbox/kernel.py.
 # The library and the autograder are importable in the grading process; PYTHONPATH comes
 # before the kernel's cwd, so a student's same-named folder cannot shadow them.
 os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -79,7 +79,7 @@ c.OverwriteCells.add_missing_cells = True
 # The hidden tests: ExternalVerdict runs the student's functions in a fresh sandboxed process
 # and replaces each graded test cell's outputs with a verdict the kernel cannot forge.
 c.Autograde.autograde_preprocessors = [
-    Execute,
+    PrivateExecute,
     IgnorePattern,
     ExternalVerdict,
     ClearMetadataPreprocessor,
