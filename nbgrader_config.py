@@ -7,28 +7,37 @@ the student release. Grading runs in a sandboxed kernel and the hidden tests run
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+import nbgrader
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
     Execute,
     IgnorePattern,
     LimitOutput,
+    OverwriteKernelspec,
     SaveAutoGrades,
 )
+from sqlalchemy.exc import SAWarning
 
 REPO_ROOT = Path(__file__).resolve().parent
 # the autograder package must be importable in nbgrader's own process (the verdict preprocessor)
 sys.path.insert(0, str(REPO_ROOT))
-
-from autograder.verdict import ExternalVerdict  # noqa: E402
+# the gradebook's SQLAlchemy warnings are nbgrader's internals, not news for the instructor
+warnings.filterwarnings("ignore", category=SAWarning)
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
 
 # Course layout: our top-level folders instead of nbgrader's default step names.
 c.CourseDirectory.root = os.environ.get("AUTOGRADER_COURSE_ROOT", str(REPO_ROOT))
+# A batch system shares one gradebook server (e.g. postgresql://...) between its grading tasks.
+if os.environ.get("AUTOGRADER_DB_URL"):
+    c.CourseDirectory.db_url = os.environ["AUTOGRADER_DB_URL"]
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignment"
 # Only notebooks are taken from a submission: a fake numpy/ or autograder/ folder beside the
@@ -66,13 +75,30 @@ c.IgnorePattern.pattern = (
 
 # A test cell the student deleted is added back and graded, not left blank.
 c.OverwriteCells.add_missing_cells = True
+# Untouched test cells get their hidden tests back without nbgrader's false "checksum has
+# changed!" warning (autograder/hidden_tests.py); the rest is nbgrader's default.
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput, DeduplicateIds, OverwriteKernelspec, "autograder.hidden_tests.RestoreHiddenTests",
+    CheckCellMetadata]
+
+# The students' HTML feedback: named tests, each verdict once, wrapped text, no hidden tests,
+# no grader paths, and "not graded yet" for the written summary (autograder/feedback.py).
+c.GenerateFeedback.preprocessors = ["autograder.feedback.StudentFeedback",
+                                    CSSHTMLHeaderPreprocessor]
+c.HTMLExporter.template_name = "ddim_feedback"  # based on nbgrader's "feedback" template
+c.HTMLExporter.template_file = "student_feedback.html.j2"
+c.HTMLExporter.extra_template_basedirs = [
+    str(REPO_ROOT / "autograder" / "feedback_templates"),
+    str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
 
 # The hidden tests: ExternalVerdict runs the student's functions in a fresh sandboxed process
 # and replaces each graded test cell's outputs with a verdict the kernel cannot forge.
 c.Autograde.autograde_preprocessors = [
     Execute,
     IgnorePattern,
-    ExternalVerdict,
+    # by name: nbgrader imports it (and TensorFlow) only when it autogrades, so that `export`
+    # or `generate_feedback` start in a second
+    "autograder.verdict.ExternalVerdict",
     ClearMetadataPreprocessor,
     LimitOutput,
     SaveAutoGrades,
