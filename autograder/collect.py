@@ -4,12 +4,15 @@ The submissions folder holds one subfolder per student. Everything in it was mad
 so this trusted code never follows a link they could have made:
 - a student folder must be a real folder, not a symbolic link;
 - only regular `.ipynb` files with one name (no hard link) are copied in, as new regular files,
-  read through a descriptor opened with O_NOFOLLOW and O_NONBLOCK (a FIFO cannot stall us);
+  read through a descriptor opened with O_NOFOLLOW and O_NONBLOCK (a FIFO cannot stall us),
+  checked on that descriptor (the entry cannot be swapped between check and read);
 - a symbolic link, hard link, FIFO or device file is refused, with the reason in the report;
 - a student name that nbgrader cannot take (a control character such as a newline, a glob
   character) is refused up front with the reason, and the student still appears in every output.
 """
 
+import codecs
+import errno
 import os
 import stat
 from pathlib import Path
@@ -71,12 +74,15 @@ def _copy_regular_file(source, target):
     try:
         descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as error:
+        if error.errno == errno.ELOOP:  # O_NOFOLLOW met a link
+            return f"{source.name} is a symbolic link (submit the file itself)"
         return f"{source.name} cannot be read ({error.strerror})"
     with os.fdopen(descriptor, "rb") as file:
         # checked on the open descriptor: the entry cannot be swapped after the check
         refusal = _refusal(source, os.fstat(descriptor))
         if refusal is None:
-            target.write_bytes(file.read(MAX_NOTEBOOK_BYTES + 1))
+            # a UTF-8 byte-order mark (some Windows editors write one) stops nbformat's reader
+            target.write_bytes(file.read(MAX_NOTEBOOK_BYTES + 1).removeprefix(codecs.BOM_UTF8))
     return refusal
 
 
