@@ -105,6 +105,17 @@ def submissions_to_grade(out, submissions, students, regrade):
     return done, queue
 
 
+def outcome(out, student, future):
+    """The student's result; an exception in our own code is a grader error, never a 0."""
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - reported in the table, the class goes on
+        result = {"student": student, "status": "grader error", "graded": False,
+                  "reason": f"{type(error).__name__}: {error}", "seconds": 0.0, "attempts": 1}
+        write_result(out, result)
+        return result
+
+
 def grade_all(out, queue, jobs):
     """Grades `queue`, `jobs` at a time; on Ctrl-C stops the running students cleanly.
     Returns ({student: result} of those finished, interrupted?)."""
@@ -122,7 +133,7 @@ def grade_all(out, queue, jobs):
                for student in queue}
     try:
         for future in tqdm(as_completed(futures), total=len(futures), unit="submission"):
-            finished[futures[future]] = future.result()
+            finished[futures[future]] = outcome(out, futures[future], future)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         stopping.set()
@@ -138,8 +149,8 @@ def grade_all(out, queue, jobs):
             stopper.join()
         pool.shutdown(wait=True)
         for future, student in futures.items():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                finished[student] = future.result()
+            if future.done() and not future.cancelled():
+                finished[student] = outcome(out, student, future)
         return {student: result for student, result in finished.items() if result}, True
     pool.shutdown(wait=True)
     return finished, False
@@ -180,6 +191,9 @@ def main(argv=None):
             return grade_class(out, Path(arguments.submissions), students, arguments)
     except LockedError as error:
         raise SystemExit(str(error)) from None
+    except KeyboardInterrupt:
+        print("Interrupted before grading began; nothing graded was lost.", file=sys.stderr)
+        return 130
 
 
 def grade_class(out, submissions, students, arguments):
