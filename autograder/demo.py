@@ -186,6 +186,10 @@ def main(argv=None):
         except sandbox.SandboxUnavailableError as error:
             raise SystemExit(f"Cannot grade with protection: {error}. Run as root on Linux, "
                              "or set AUTOGRADER_SANDBOX=off to grade unprotected.") from error
+    # Ctrl-C, and a batch system's SIGTERM, stop the run cleanly (even when started with
+    # SIGINT ignored, as a shell does for a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with course_lock(out):
             return grade_class(out, Path(arguments.submissions), students, arguments)

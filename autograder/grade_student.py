@@ -31,7 +31,9 @@ from autograder.collect import ASSIGNMENT, NOTEBOOK
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GRADER_ERROR = re.compile(r"\bGrader(?:Error|Fault)\w*: (.+)")
-GRADER_TROUBLE = ("database is locked", "No space left on device", "MemoryError")
+# the machine, not the student: a locked gradebook, a full disk, output lost under load
+GRADER_TROUBLE = ("database is locked", "No space left on device",
+                  "Timeout waiting for IOPub output")
 INTERRUPTED = ("CellTimeoutError", "KeyboardInterrupt", "TimeoutError")
 ATTEMPTS = 2  # a grader fault is retried once
 
