@@ -7,24 +7,31 @@ the student release. Grading runs in a sandboxed kernel and the hidden tests run
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+import nbgrader
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
     IgnorePattern,
     LimitOutput,
+    OverwriteKernelspec,
     SaveAutoGrades,
 )
+from sqlalchemy.exc import SAWarning
 
 REPO_ROOT = Path(__file__).resolve().parent
 # the autograder package must be importable in nbgrader's own process (the verdict preprocessor)
 sys.path.insert(0, str(REPO_ROOT))
+# the gradebook's SQLAlchemy warnings are nbgrader's internals, not news for the instructor
+warnings.filterwarnings("ignore", category=SAWarning)
 
 from autograder import gradebook  # noqa: E402
 from autograder.sandbox.kernel import PrivateExecute  # noqa: E402
-from autograder.verdict import ExternalVerdict  # noqa: E402
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
 
@@ -62,6 +69,9 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 # takes ~10 s on a 2-core CPU; a loop that never ends is interrupted after this many seconds.
 c.Execute.timeout = int(os.environ.get("DDIM_CELL_TIMEOUT", "60"))
 c.Execute.interrupt_on_timeout = True
+# After a cell's reply its last outputs may lag on a loaded machine: nbgrader's 4 s failed the
+# correct solution at a load of 30 on 2 cores ("Timeout waiting for IOPub output").
+c.Execute.iopub_timeout = 60
 
 # Any stderr output zeroes a passing test cell: silence TensorFlow's C++ logs in the kernel ...
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -75,13 +85,30 @@ c.IgnorePattern.pattern = (
 
 # A test cell the student deleted is added back and graded, not left blank.
 c.OverwriteCells.add_missing_cells = True
+# Untouched test cells get their hidden tests back without nbgrader's false "checksum has
+# changed!" warning (autograder/hidden_tests.py); the rest is nbgrader's default.
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput, DeduplicateIds, OverwriteKernelspec, "autograder.hidden_tests.RestoreHiddenTests",
+    CheckCellMetadata]
+
+# The students' HTML feedback: named tests, each verdict once, wrapped text, no hidden tests,
+# no grader paths, and "not graded yet" for the written summary (autograder/feedback.py).
+c.GenerateFeedback.preprocessors = ["autograder.feedback.StudentFeedback",
+                                    CSSHTMLHeaderPreprocessor]
+c.HTMLExporter.template_name = "ddim_feedback"  # based on nbgrader's "feedback" template
+c.HTMLExporter.template_file = "student_feedback.html.j2"
+c.HTMLExporter.extra_template_basedirs = [
+    str(REPO_ROOT / "autograder" / "feedback_templates"),
+    str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
 
 # The hidden tests: ExternalVerdict runs the student's functions in a fresh sandboxed process
 # and replaces each graded test cell's outputs with a verdict the kernel cannot forge.
 c.Autograde.autograde_preprocessors = [
     PrivateExecute,
     IgnorePattern,
-    ExternalVerdict,
+    # by name: nbgrader imports it (and TensorFlow) only when it autogrades, so that `export`
+    # or `generate_feedback` start in a second
+    "autograder.verdict.ExternalVerdict",
     ClearMetadataPreprocessor,
     LimitOutput,
     SaveAutoGrades,

@@ -5,11 +5,11 @@ One job array grades four sample submissions; one task is cancelled midway and r
 """
 
 import csv
-import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -119,13 +119,13 @@ def graded_class(servers, tmp_path_factory):
     def victim_running():
         result = records.read_result(course, VICTIM)
         return result and result["state"] == "running"
-    wait_until(victim_running, 300, f"{VICTIM}'s task to start")
+    wait_until(victim_running, 900, f"{VICTIM}'s task to start")
     time.sleep(5)  # midway: its kernel is grading
     victim_task = class_status(course)[VICTIM]["task"]
     slurm.cancel(victim_task)
-    after_cancel = wait_until(lambda: settled(course), 600, "the first array to finish")
+    after_cancel = wait_until(lambda: settled(course), 1800, "the first array to finish")
     resubmitted = cluster("submit", "--course", str(course))
-    after_resubmit = wait_until(lambda: settled(course), 600, "the re-submission to finish")
+    after_resubmit = wait_until(lambda: settled(course), 900, "the re-submission to finish")
     again = cluster("submit", "--course", str(course))
     collected = cluster("collect", "--course", str(course))
     print(f"cluster grading of {len(STUDENTS)} students: {time.perf_counter() - started:.0f} s")
@@ -195,17 +195,20 @@ def test_no_task_met_a_lock_or_duplicate_error(graded_class):
         assert not any(error in text for text in texts), error
 
 
-def write_grades(url, student, barrier):
-    """One grading process: its submission and scores through nbgrader's gradebook API."""
+def write_grades(url, student, barrier, errors):
+    """One grading task's write: its submission and scores through nbgrader's gradebook API."""
     from nbgrader.api import Gradebook
 
-    barrier.wait()  # every process writes at the same moment
-    with Gradebook(url, "default_course") as book:
-        book.update_or_create_student(student)
-        book.add_submission("concurrency", student)
-        for grade in book.find_submission("concurrency", student).notebooks[0].grades:
-            grade.auto_score = len(student) % (grade.max_score + 1)
-        book.db.commit()
+    try:
+        with Gradebook(url, "default_course") as book:
+            barrier.wait()  # every writer writes at the same moment
+            book.update_or_create_student(student)
+            book.add_submission("concurrency", student)
+            for grade in book.find_submission("concurrency", student).notebooks[0].grades:
+                grade.auto_score = len(student) % (grade.max_score + 1)
+            book.db.commit()
+    except Exception as error:  # noqa: BLE001 - the test reports every writer's error
+        errors.append(f"{student}: {type(error).__name__}: {error}")
 
 
 def test_simultaneous_writers_lose_no_grade(servers):
@@ -219,15 +222,16 @@ def test_simultaneous_writers_lose_no_grade(servers):
             book.add_grade_cell(name, "exercise", "concurrency", max_score=points,
                                 cell_type="code")
     students = [f"student-{number:02d}-{'x' * number}" for number in range(16)]
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(len(students))
-    writers = [context.Process(target=write_grades, args=(url, student, barrier))
+    # threads, each with its own connection: the server sees 16 simultaneous transactions
+    barrier = threading.Barrier(len(students))
+    errors = []
+    writers = [threading.Thread(target=write_grades, args=(url, student, barrier, errors))
                for student in students]
     for writer in writers:
         writer.start()
     for writer in writers:
-        writer.join(120)
-    assert [writer.exitcode for writer in writers] == [0] * len(students)
+        writer.join(300)
+    assert not errors and not any(writer.is_alive() for writer in writers), errors
     with Gradebook(url, "default_course") as book:
         for student in students:
             grades = book.find_submission("concurrency", student).notebooks[0].grades
