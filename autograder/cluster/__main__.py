@@ -26,12 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-from autograder import demo, gradebook, sandbox
+from autograder import collect, demo, gradebook, report, sandbox
 from autograder.cluster import records, slurm
 from autograder.cluster.status import class_status, print_status, summary
+from autograder.grade_student import grade_student, run_nbgrader
+from autograder.run_lock import LockedError, course_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATABASE_ERRORS = ("OperationalError", "could not connect to server", "connection refused")
 
 
 def require_shared_gradebook(course_root):
@@ -45,26 +46,36 @@ def require_shared_gradebook(course_root):
 
 
 def prepare_course(course_root, submissions):
-    """The course folder on the first submit: the release and every student's notebooks."""
+    """The course folder on the first submit: the release, and every student's notebooks
+    copied in as regular files (students that cannot be graded get their reason at once)."""
     if submissions is None:
-        raise SystemExit(f"{course_root} has no submitted/ folder yet: give --submissions DIR, "
-                         "a folder with one subfolder of notebooks per student.")
-    if not Path(submissions).is_dir():
-        raise SystemExit(f"--submissions {submissions} is not a folder.")
-    course_root = demo.fresh_course_folder(course_root)
-    demo.nbgrader("generate_assignment", demo.ASSIGNMENT, "--force", course_root=course_root)
-    demo.collect(submissions, course_root)
+        raise SystemExit(f"{course_root} has no class yet: give --submissions DIR, a folder "
+                         "with one subfolder of notebooks per student.")
+    try:
+        students = collect.student_folders(submissions)
+    except collect.SubmissionsError as error:
+        raise SystemExit(str(error)) from None
+    demo.check_out(course_root)
+    try:
+        with course_lock(course_root):
+            demo.prepare_course_folder(course_root, force=False)
+            demo.submissions_to_grade(course_root, Path(submissions), students, regrade=False)
+    except LockedError as error:
+        raise SystemExit(str(error)) from None
+    records.write_class(course_root, Path(submissions).resolve(), students)
 
 
 def submit(arguments):
     course_root = Path(arguments.course).resolve()
     require_shared_gradebook(course_root)
-    if not (course_root / "submitted").is_dir():
+    if records.class_students(course_root) is None:
         prepare_course(course_root, arguments.submissions)
     table = class_status(course_root)
-    busy = ("running", "pending")
+    refused = {student for student, row in table.items() if row["task"] == ""
+               and row["state"] == "done"}
     todo = [student for student, row in table.items()
-            if row["state"] not in busy and (arguments.regrade_all or row["state"] != "done")]
+            if row["state"] not in ("running", "pending") and student not in refused
+            and (arguments.regrade_all or row["state"] != "done")]
     if not todo:
         print(f"Nothing to submit: {summary(table)}.")
         return None
@@ -84,64 +95,53 @@ def submit(arguments):
 
 
 def task(arguments):
-    """Grades one student on a compute node: the same nbgrader autograde as the local path."""
+    """Grades one student on a compute node: the same grading as the local path."""
     course_root = Path(arguments.course).resolve()
     if sandbox.mode() != "off":
         sandbox.check_available()  # a node that cannot confine student code grades nobody
     index = int(os.environ["SLURM_ARRAY_TASK_ID"])
     student = records.run_students(course_root, arguments.run)[index]
     task_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{index}"
-    records.write_result(course_root, student, task=task_id, state="running",
-                         host=socket.gethostname(), started=time.time())
-    result = demo.grade_one(student, course_root)
-    records.write_log(course_root, student, result["log"])
-    if any(error in result["log"] for error in DATABASE_ERRORS):
-        # the gradebook was unreachable: a grader fault, never the student's grade
-        raise SystemExit(f"{student}: the gradebook could not be written; see "
-                         f"{records.folder(course_root, 'logs') / (student + '.log')}")
-    records.write_result(course_root, student, task=task_id, state="graded",
-                         failure=result["failure"], seconds=result["seconds"],
-                         host=socket.gethostname())
-    print(f"{student}: graded in {result['seconds']:.1f} s"
-          + (f"; submission FAILED: {result['failure']}" if result["failure"] else ""))
+    host = socket.gethostname()
+    records.write_task(course_root, student, task=task_id, state="running", host=host,
+                       started=time.time())
+    result = grade_student(course_root, student)  # retries a grader fault once
+    if result["status"] == "grader error":
+        records.write_task(course_root, student, task=task_id, state="grader error",
+                           reason=result["reason"], host=host)
+        raise SystemExit(f"{student!r}: grader error: {result['reason']}")
+    records.write_task(course_root, student, task=task_id, state="graded", host=host)
+    print(f"{student!r}: {report.status_text(result)} ({result['seconds']:.0f} s)")
 
 
 def status(arguments):
     print_status(class_status(Path(arguments.course).resolve()))
 
 
-def collect(arguments):
+def collect_class(arguments):
     """The grade table, the failures with reasons, nbgrader's CSV export and the feedback."""
     course_root = Path(arguments.course).resolve()
     table = class_status(course_root)
-    results = []
+    results = report.read_results(course_root, list(table))
     for student, row in table.items():
-        result = records.read_result(course_root, student) or {}
-        failure = (f"not graded: {row['reason']}" if row["state"] != "done"
-                   else result.get("failure"))
-        results.append({"student": student, "seconds": result.get("seconds", 0),
-                        "failure": failure})
-    grades = demo.read_grades(course_root, list(table))
-    header, rows = demo.print_table(results, grades, course_root)
-    with open(course_root / "grade_table.csv", "w", newline="") as file:
-        csv.writer(file).writerows([header, *rows])
+        if row["state"] != "done":
+            results[student] = {"student": student, "status": "not graded", "graded": False,
+                                "reason": f"{row['state']}: {row['reason']}", "seconds": 0.0}
+    report.write_reports(course_root, [results[student] for student in table],
+                         gradebook.db_url(course_root))
     with open(course_root / "failures.csv", "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["student", "state", "task", "reason"])
-        writer.writerows([student, row["state"], row["task"],
-                          (records.read_result(course_root, student) or {}).get("failure")
-                          if row["state"] == "done" else row["reason"]]
-                         for student, row in table.items()
-                         if row["state"] != "done" or row["reason"])
-    demo.nbgrader("export", "--to", str(course_root / "grades.csv"), course_root=course_root)
-    demo.nbgrader("generate_feedback", demo.ASSIGNMENT, "--force", course_root=course_root,
-                  check=False)
+        writer.writerows([student, row["state"], row["task"], row["reason"]]
+                         for student, row in table.items() if row["reason"])
+    demo.nbgrader("export", f"--to={course_root / 'grades.csv'}", course_root=course_root)
+    run_nbgrader(["generate_feedback", demo.ASSIGNMENT, "--force"], course_root)
     print(f"{summary(table)}. Wrote grade_table.csv, failures.csv, grades.csv and feedback/ "
           f"in {course_root}.")
     unfinished = [student for student, row in table.items() if row["state"] != "done"]
     if unfinished:
-        print(f"Not graded yet: {', '.join(unfinished)}. Re-submit them with: python -m "
-              f"autograder.cluster submit --course {course_root}")
+        print(f"Not graded yet: {', '.join(map(repr, unfinished))}. Re-submit them with: "
+              f"python -m autograder.cluster submit --course {course_root}")
 
 
 def main(argv=None):
@@ -171,7 +171,7 @@ def main(argv=None):
     if arguments.command in ("submit", "task") and sandbox.mode() == "off":
         print("WARNING: AUTOGRADER_SANDBOX=off: student code runs UNPROTECTED.")
     try:
-        {"submit": submit, "status": status, "collect": collect, "task": task}[
+        {"submit": submit, "status": status, "collect": collect_class, "task": task}[
             arguments.command](arguments)
     except slurm.SlurmError as error:
         raise SystemExit(str(error)) from error

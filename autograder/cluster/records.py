@@ -1,24 +1,27 @@
-"""What a class's grading leaves on the shared file system, under <course>/cluster/.
+"""What a class's grading on Slurm leaves on the shared file system, under <course>/cluster/.
 
-    runs/0001.json        one submitted job array: its Slurm job id and its students, in task
-                          order (task i grades students[i])
-    results/<student>.json  what the student's latest task wrote: "running" when it started,
-                          "graded" when it finished, with the submission's failure if any
-    logs/<student>.log    nbgrader's log of that grading; logs/<job>_<task>.out: Slurm's output
+    class.json              the class: the submissions folder and its students, in order
+    runs/0001.json          one submitted job array: its Slurm job id and its students in task
+                            order (task i grades students[i])
+    tasks/<student>.json    what the student's latest task wrote: "running" when it started,
+                            then "graded" or "grader error", with its task id
+    logs/<job>_<task>.out   Slurm's output of each task
 
-Every file is written whole (a temporary file, then a rename), so a task killed midway leaves the
-previous version, never half a file. The grades themselves are only in the gradebook.
+The grading itself writes results/<student>.json and logs/<student>.log in the course folder
+(autograder/grade_student.py), and the grades go to the gradebook. Every file here is written
+whole (a temporary file, then a rename), so a task killed midway leaves the previous version.
 """
 
 import json
 import os
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 FOLDER = "cluster"
 
 
-def folder(course_root, name):
+def folder(course_root, name=""):
     path = Path(course_root) / FOLDER / name
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -28,6 +31,16 @@ def write_json(path, data):
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(data, indent=1))
     os.replace(temporary, path)
+
+
+def write_class(course_root, submissions, students):
+    write_json(folder(course_root) / "class.json",
+               {"submissions": str(submissions), "students": students})
+
+
+def class_students(course_root):
+    path = Path(course_root) / FOLDER / "class.json"
+    return json.loads(path.read_text())["students"] if path.exists() else None
 
 
 def new_run(course_root, students):
@@ -65,14 +78,14 @@ def run_students(course_root, name):
     return json.loads((folder(course_root, "runs") / f"{name}.json").read_text())["students"]
 
 
-def write_result(course_root, student, **fields):
-    write_json(folder(course_root, "results") / f"{student}.json", fields)
+def task_path(course_root, student):
+    return folder(course_root, "tasks") / f"{quote(student, safe='')}.json"
 
 
-def read_result(course_root, student):
-    path = folder(course_root, "results") / f"{student}.json"
+def write_task(course_root, student, **fields):
+    write_json(task_path(course_root, student), fields)
+
+
+def read_task(course_root, student):
+    path = task_path(course_root, student)
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def write_log(course_root, student, text):
-    (folder(course_root, "logs") / f"{student}.log").write_text(text)
