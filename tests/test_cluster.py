@@ -124,6 +124,7 @@ def graded_class(servers, tmp_path_factory):
     victim_task = class_status(course)[VICTIM]["task"]
     slurm.cancel(victim_task)
     after_cancel = wait_until(lambda: settled(course), 1800, "the first array to finish")
+    status_after_cancel = cluster("status", "--course", str(course))
     resubmitted = cluster("submit", "--course", str(course))
     after_resubmit = wait_until(lambda: settled(course), 900, "the re-submission to finish")
     again = cluster("submit", "--course", str(course))
@@ -131,7 +132,7 @@ def graded_class(servers, tmp_path_factory):
     print(f"cluster grading of {len(STUDENTS)} students: {time.perf_counter() - started:.0f} s")
     return {"course": course, "after_cancel": after_cancel, "after_resubmit": after_resubmit,
             "resubmitted": resubmitted, "again": again, "collected": collected,
-            "victim_task": victim_task}
+            "victim_task": victim_task, "status_after_cancel": status_after_cancel}
 
 
 def test_a_cancelled_task_is_failed_with_slurms_reason(graded_class):
@@ -139,6 +140,11 @@ def test_a_cancelled_task_is_failed_with_slurms_reason(graded_class):
     assert after_cancel[VICTIM]["state"] == "failed", after_cancel[VICTIM]
     assert after_cancel[VICTIM]["reason"].startswith("CANCELLED"), after_cancel[VICTIM]
     assert after_cancel[VICTIM]["task"] == graded_class["victim_task"]
+    victim_line = next(line for line in graded_class["status_after_cancel"].splitlines()
+                       if line.startswith(VICTIM))
+    assert "failed" in victim_line and "CANCELLED" in victim_line, victim_line
+    assert "3 done, 0 running, 0 pending, 1 failed, 0 missing" in graded_class[
+        "status_after_cancel"]
     others = {student: row["state"] for student, row in after_cancel.items()
               if student != VICTIM}
     assert others == dict.fromkeys(others, "done"), after_cancel
@@ -157,12 +163,16 @@ def test_a_resubmission_grades_only_the_missing_student_and_twice_adds_nothing(g
         "ON student.id = submitted_assignment.student_id GROUP BY student.id")
     assert dict(submissions) == dict.fromkeys(STUDENTS, 1)
     cells_per_student = gradebook_rows(
-        "SELECT submitted_assignment.student_id, grade_cell.name, COUNT(*) FROM grade "
-        "JOIN grade_cell ON grade.cell_id = grade_cell.id "
+        "SELECT submitted_assignment.student_id, base_cell.name, COUNT(*) FROM grade "
+        "JOIN base_cell ON grade.cell_id = base_cell.id "
         "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
         "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
-        "GROUP BY submitted_assignment.student_id, grade_cell.name")
-    assert {count for _, _, count in cells_per_student} == {1}
+        "GROUP BY submitted_assignment.student_id, base_cell.name")
+    graded_cells = len(sample_submissions.POINTS) + 1  # and the written summary
+    assert sorted(cells_per_student) == sorted(
+        (student, cell, 1) for student in STUDENTS for cell in
+        {cell for _, cell, _ in cells_per_student}), cells_per_student
+    assert len(cells_per_student) == graded_cells * len(STUDENTS)
 
 
 def test_the_job_array_gives_the_local_grades(graded_class):
