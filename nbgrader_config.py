@@ -35,9 +35,6 @@ c = get_config()  # noqa: F821 (nbgrader provides get_config)
 
 # Course layout: our top-level folders instead of nbgrader's default step names.
 c.CourseDirectory.root = os.environ.get("AUTOGRADER_COURSE_ROOT", str(REPO_ROOT))
-# A batch system shares one gradebook server (e.g. postgresql://...) between its grading tasks.
-if os.environ.get("AUTOGRADER_DB_URL"):
-    c.CourseDirectory.db_url = os.environ["AUTOGRADER_DB_URL"]
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignment"
 # Only notebooks are taken from a submission: a fake numpy/ or autograder/ folder beside the

@@ -49,7 +49,7 @@ def log_path(course_root, student):
 def nbgrader_environment(course_root, db_url=None):
     environment = {**os.environ, "AUTOGRADER_COURSE_ROOT": str(course_root)}
     if db_url:
-        environment["AUTOGRADER_DB_URL"] = db_url
+        environment["NBGRADER_DB_URL"] = db_url  # read by nbgrader_config.py
     return environment
 
 
@@ -157,8 +157,8 @@ def main(argv=None):
     parser.add_argument("--course", required=True, help="the course folder")
     parser.add_argument("--student", required=True,
                         help="the student's folder name (write --student=NAME)")
-    parser.add_argument("--db-url", help="nbgrader's gradebook URL (default: "
-                        "sqlite gradebook.db in the course folder)")
+    parser.add_argument("--db-url", help="nbgrader's gradebook URL (default: $NBGRADER_DB_URL, "
+                        "else sqlite gradebook.db in the course folder)")
     arguments = parser.parse_args(argv)
     submitted = Path(arguments.course) / "submitted" / arguments.student / ASSIGNMENT
     if not submitted.is_dir():
