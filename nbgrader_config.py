@@ -17,7 +17,6 @@ from nbgrader.preprocessors import (
     CheckCellMetadata,
     ClearOutput,
     DeduplicateIds,
-    Execute,
     IgnorePattern,
     LimitOutput,
     OverwriteKernelspec,
@@ -30,6 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO_ROOT))
 # the gradebook's SQLAlchemy warnings are nbgrader's internals, not news for the instructor
 warnings.filterwarnings("ignore", category=SAWarning)
+
+from autograder.sandbox.kernel import PrivateExecute  # noqa: E402
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
 
@@ -46,8 +47,8 @@ c.CourseDirectory.include = ["*.ipynb"]
 os.environ["JUPYTER_PATH"] = os.pathsep.join(
     filter(None, [str(REPO_ROOT / "autograder"), os.environ.get("JUPYTER_PATH")]))
 c.Execute.kernel_name = "ddim-grading"
-# The sandbox finds the course root through this variable, to hide the gradebook and others.
-os.environ["AUTOGRADER_COURSE_ROOT"] = c.CourseDirectory.root
+# PrivateExecute: that kernel talks over IPC sockets in a fresh folder of its own (the sandbox
+# has no network, and no kernel may read another one's connection file); see sandbox/kernel.py.
 # The library and the autograder are importable in the grading process; PYTHONPATH comes
 # before the kernel's cwd, so a student's same-named folder cannot shadow them.
 os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -94,7 +95,7 @@ c.HTMLExporter.extra_template_basedirs = [
 # The hidden tests: ExternalVerdict runs the student's functions in a fresh sandboxed process
 # and replaces each graded test cell's outputs with a verdict the kernel cannot forge.
 c.Autograde.autograde_preprocessors = [
-    Execute,
+    PrivateExecute,
     IgnorePattern,
     # by name: nbgrader imports it (and TensorFlow) only when it autogrades, so that `export`
     # or `generate_feedback` start in a second

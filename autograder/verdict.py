@@ -18,10 +18,10 @@ from traitlets import Bool
 from autograder import VERDICTS_FILE, judge
 from autograder.reference import FUNCTION_NAMES, setup_source
 
-# the student runner is the one file of the autograder that sandboxed code may see
-RUNNER = Path(__file__).resolve().parent / "student_runner.py"
-SANDBOX_PREFIX = (sys.executable, "-m", "autograder.sandbox", "run", "--no-network",
-                  "--allow", str(RUNNER), "--")
+# The judge starts each runner in its own folder (written there) beside its copy of the student
+# runner, the one file of the autograder that sandboxed code may see (read-only).
+SANDBOX_PREFIX = (sys.executable, "-m", "autograder.sandbox", "run", "--limits", "runner",
+                  "--write", ".", "--allow", "../student_runner.py", "--")
 
 
 def answer_sources(notebook):
