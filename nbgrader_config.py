@@ -13,9 +13,13 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
     Execute,
     IgnorePattern,
     LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
     SaveAutoGrades,
 )
 
@@ -23,7 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parent
 # the autograder package must be importable in nbgrader's own process (the verdict preprocessor)
 sys.path.insert(0, str(REPO_ROOT))
 
-from autograder.verdict import ExternalVerdict  # noqa: E402
+from autograder.submission import NormaliseCells, SubmissionExporter  # noqa: E402
+from autograder.verdict import ExternalVerdict, StartVerdict  # noqa: E402
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
 
@@ -66,10 +71,23 @@ c.IgnorePattern.pattern = (
 
 # A test cell the student deleted is added back and graded, not left blank.
 c.OverwriteCells.add_missing_cells = True
+# Honest notebooks that nbgrader alone would fail (autograder/submission.py): a byte-order mark,
+# and copied cells or lost grade_ids, which crash add_missing_cells with KeyError: 'grade_id'.
+c.Autograde.exporter_class = SubmissionExporter
+c.Autograde.sanitize_preprocessors = [
+    NormaliseCells,
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
+]
 
-# The hidden tests: ExternalVerdict runs the student's functions in a fresh sandboxed process
-# and replaces each graded test cell's outputs with a verdict the kernel cannot forge.
+# The hidden tests: StartVerdict starts the judge on the student's cells (in sandboxed runner
+# processes, beside the kernel); ExternalVerdict replaces each graded test cell's outputs with
+# its verdict, which the kernel cannot forge.
 c.Autograde.autograde_preprocessors = [
+    StartVerdict,
     Execute,
     IgnorePattern,
     ExternalVerdict,
