@@ -2,6 +2,14 @@
 
 from pathlib import Path
 
+# the graded test cell of each function the student writes, and of the training run
+TEST_CELLS = {
+    "diffusion_schedule": "test_diffusion_schedule",
+    "denoise": "test_denoise",
+    "reverse_diffusion": "test_reverse_diffusion",
+}
+TRAINING_TEST_CELL = "test_training_kid"
+
 # Where the judge writes what it decided about a student: <course root>/grader_records/
 # <student>/<assignment>/, a folder that no sandbox shows, so student code cannot write,
 # replace or link anything there.

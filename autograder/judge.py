@@ -26,8 +26,6 @@ import atexit
 import json
 import shutil
 import tempfile
-import threading
-from concurrent.futures import Future
 from pathlib import Path
 
 from autograder.errors import GraderError
@@ -222,24 +220,6 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
         verdicts[TRAINING_TEST_CELL] = judge_training(student, reference, untrained, budget,
                                                       functions_used(passed))
         return verdicts
-
-
-def start_grading(*arguments, **options):
-    """`grade` in a background thread, started now; returns a Future of its verdicts.
-
-    The nbgrader preprocessors start it before the notebook executes and collect it after, so
-    the judge's runners and the student's kernel share the machine's cores.
-    """
-    future = Future()
-
-    def run():
-        try:
-            future.set_result(grade(*arguments, **options))
-        except BaseException as error:  # noqa: BLE001 - handed to whoever collects the result
-            future.set_exception(error)
-
-    threading.Thread(target=run, name="judge", daemon=True).start()
-    return future
 
 
 def _reference_metrics(trainings):

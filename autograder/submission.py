@@ -19,7 +19,7 @@ from nbconvert.exporters import NotebookExporter
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from autograder.verdicts import TEST_CELLS
+from autograder import TEST_CELLS
 
 
 class UnreadableSubmission(ValueError):

@@ -15,18 +15,37 @@ and the grading run reports FAILED (grader error) and grades the student again.
 
 import json
 import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool
 
-from autograder import GRADER_ERROR_FILE, VERDICTS_FILE, judge, records_folder
+from autograder import GRADER_ERROR_FILE, TEST_CELLS, VERDICTS_FILE, records_folder
 from autograder.errors import GraderError
-from autograder.reference import FUNCTION_NAMES, setup_source
 from autograder.submission import function_programs
 
 JUDGING = "autograder_judging"  # the key of the running judgement in nbconvert's resources
+
+
+def _grade_in_background(programs):
+    """A Future of the verdicts. The judge (and TensorFlow with it) is imported in that thread:
+    nbgrader starts the student's kernel meanwhile instead of waiting for the import."""
+    future = Future()
+
+    def run():
+        try:
+            from autograder import judge
+            from autograder.reference import setup_source
+
+            future.set_result(judge.grade(programs, setup_source()))
+        except BaseException as error:  # noqa: BLE001 - handed to whoever collects the result
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="judge", daemon=True).start()
+    return future
 
 
 def verdict_outputs(verdict, points):
@@ -75,8 +94,7 @@ class StartVerdict(NbGraderPreprocessor):
         folder = _records(resources)
         for name in (VERDICTS_FILE, GRADER_ERROR_FILE):
             (folder / name).unlink(missing_ok=True)
-        resources[JUDGING] = judge.start_grading(function_programs(nb, FUNCTION_NAMES),
-                                                 setup_source())
+        resources[JUDGING] = _grade_in_background(function_programs(nb, tuple(TEST_CELLS)))
         return nb, resources
 
 
@@ -87,10 +105,10 @@ class ExternalVerdict(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         folder = _records(resources)
-        judging = resources.pop(JUDGING, None)
+        judging = resources.pop(JUDGING, None) or _grade_in_background(
+            function_programs(nb, tuple(TEST_CELLS)))
         try:
-            verdicts = (judging.result() if judging is not None else
-                        judge.grade(function_programs(nb, FUNCTION_NAMES), setup_source()))
+            verdicts = judging.result()
         except Exception as error:  # noqa: BLE001 - every fault of the trusted side is ours
             reason = str(error) if isinstance(error, GraderError) else (
                 f"{type(error).__name__} in the grader: {error}")

@@ -50,9 +50,7 @@ class Evaluator:
         self.budget = budget
         self.seed = seed
         self.cache = MetricsCache(cache_dir)
-        size = config.image_size
-        self.train_images = synthetic_flowers(budget.num_train_images, size, TRAIN_IMAGES_SEED)
-        self.held_out_images = synthetic_flowers(budget.num_kid_images, size,
+        self.held_out_images = synthetic_flowers(budget.num_kid_images, config.image_size,
                                                  HELD_OUT_IMAGES_SEED)
         rng = np.random.default_rng(EVALUATION_SEED)
         image_shape = self.held_out_images.shape
@@ -127,5 +125,6 @@ class Evaluator:
         # seeded like the training runs, so these are the weights that they start from
         keras.utils.set_random_seed(self.seed)
         model = ReferenceDiffusionModel(self.config, seed=self.seed)
-        model.adapt_normalizer(self.train_images)
+        model.adapt_normalizer(synthetic_flowers(self.budget.num_train_images,
+                                                 self.config.image_size, TRAIN_IMAGES_SEED))
         return self.store(run, self.metrics(model))

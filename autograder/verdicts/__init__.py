@@ -1,6 +1,7 @@
 """What decides verdicts: the runner's records, judged against the reference, in the trusted
 process. One module per graded test cell; `judge_units` gives the three function verdicts."""
 
+from autograder import TEST_CELLS, TRAINING_TEST_CELL
 from autograder.errors import GraderError
 from autograder.runner import stand_ins
 from autograder.runner.probes import FUNCTION_TIME_LIMIT_S
@@ -10,12 +11,7 @@ from autograder.verdicts.reference_outputs import reference_outputs
 from autograder.verdicts.sampler import judge_reverse_diffusion
 from autograder.verdicts.schedule import judge_schedule
 
-TEST_CELLS = {
-    "diffusion_schedule": "test_diffusion_schedule",
-    "denoise": "test_denoise",
-    "reverse_diffusion": "test_reverse_diffusion",
-}
-TRAINING_TEST_CELL = "test_training_kid"
+__all__ = ["TEST_CELLS", "TRAINING_TEST_CELL", "judge_units"]
 UNIT_JUDGES = {
     "diffusion_schedule": judge_schedule,
     "denoise": judge_denoise,
