@@ -15,7 +15,6 @@ from nbgrader.preprocessors import (
     CheckCellMetadata,
     ClearOutput,
     DeduplicateIds,
-    Execute,
     IgnorePattern,
     LimitOutput,
     OverwriteCells,
@@ -27,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent
 # the autograder package must be importable in nbgrader's own process (the verdict preprocessor)
 sys.path.insert(0, str(REPO_ROOT))
 
+from autograder.sandbox.kernel import PrivateExecute  # noqa: E402
 from autograder.submission import NormaliseCells, SubmissionExporter  # noqa: E402
 from autograder.verdict import ExternalVerdict, StartVerdict  # noqa: E402
 
@@ -45,8 +45,8 @@ c.CourseDirectory.include = ["*.ipynb"]
 os.environ["JUPYTER_PATH"] = os.pathsep.join(
     filter(None, [str(REPO_ROOT / "autograder"), os.environ.get("JUPYTER_PATH")]))
 c.Execute.kernel_name = "ddim-grading"
-# The sandbox finds the course root through this variable, to hide the gradebook and others.
-os.environ["AUTOGRADER_COURSE_ROOT"] = c.CourseDirectory.root
+# PrivateExecute: that kernel talks over IPC sockets in a fresh folder of its own (the sandbox
+# has no network, and no kernel may read another one's connection file); see sandbox/kernel.py.
 # The library and the autograder are importable in the grading process; PYTHONPATH comes
 # before the kernel's cwd, so a student's same-named folder cannot shadow them.
 os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -88,7 +88,7 @@ c.Autograde.sanitize_preprocessors = [
 # its verdict, which the kernel cannot forge.
 c.Autograde.autograde_preprocessors = [
     StartVerdict,
-    Execute,
+    PrivateExecute,
     IgnorePattern,
     ExternalVerdict,
     ClearMetadataPreprocessor,

@@ -107,51 +107,6 @@ def sandbox_available():
         return False
 
 
-@pytest.mark.skipif(not sandbox_available(), reason="namespaces need root on Linux")
-def test_the_sandbox_hides_the_course_and_kills_stray_processes(tmp_path):
-    course = tmp_path / "course"
-    (course / "autograded" / "alice" / "ddim").mkdir(parents=True)
-    (course / "autograded" / "bob" / "ddim").mkdir(parents=True)
-    (course / "autograded" / "bob" / "ddim" / "ddim.ipynb").write_text("bob's answers")
-    (course / "gradebook.db").write_text("grades")
-    marker = tmp_path / "stray-survived"
-    probe = f"""
-import os, pathlib, subprocess, sys
-course = pathlib.Path({str(course)!r})
-print("gradebook:", (course / "gradebook.db").read_text() or "<empty>")
-print("others:", os.listdir(course / "autograded" / "bob"))
-print("solutions:", os.listdir({str(REPO_ROOT / "solutions")!r}))
-try:
-    open({str(REPO_ROOT / "diffusion_course" / "x.py")!r}, "w")
-    print("library: writable")
-except OSError:
-    print("library: read-only")
-subprocess.Popen([sys.executable, "-c",
-                  "import time, pathlib; time.sleep(2); pathlib.Path({str(marker)!r}).touch()"],
-                 start_new_session=True)
-"""
-    environment = {**os.environ, "AUTOGRADER_COURSE_ROOT": str(course),
-                   "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run([sys.executable, "-m", "autograder.sandbox", "run", "--no-network",
-                             "--", sys.executable, "-c", probe], capture_output=True, text=True,
-                            cwd=course / "autograded" / "alice" / "ddim", env=environment,
-                            timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "gradebook: <empty>" in result.stdout
-    assert "others: []" in result.stdout
-    assert "solutions: []" in result.stdout
-    assert "library: read-only" in result.stdout
-    subprocess.run(["sleep", "3"])
-    assert not marker.exists(), "a detached process outlived the sandbox"
-
-
-def test_the_sandbox_refuses_to_run_unprotected(monkeypatch):
-    monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.delenv("AUTOGRADER_SANDBOX", raising=False)
-    with pytest.raises(sandbox.SandboxUnavailableError, match="unshare"):
-        sandbox.check_available()
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """Runs the autograde demo over every sample submission once (about 5 minutes)."""
