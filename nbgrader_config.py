@@ -31,7 +31,11 @@ sys.path.insert(0, str(REPO_ROOT))
 warnings.filterwarnings("ignore", category=SAWarning)
 
 from autograder import gradebook  # noqa: E402
+from autograder.feedback import StudentFeedback  # noqa: E402
+from autograder.hidden_tests import RestoreHiddenTests  # noqa: E402
 from autograder.sandbox.kernel import PrivateExecute  # noqa: E402
+from autograder.submission import NormaliseCells, SubmissionExporter  # noqa: E402
+from autograder.verdict import ExternalVerdict, StartVerdict  # noqa: E402
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
 
@@ -85,30 +89,37 @@ c.IgnorePattern.pattern = (
 
 # A test cell the student deleted is added back and graded, not left blank.
 c.OverwriteCells.add_missing_cells = True
-# Untouched test cells get their hidden tests back without nbgrader's false "checksum has
-# changed!" warning (autograder/hidden_tests.py); the rest is nbgrader's default.
+# Honest notebooks that nbgrader alone would fail (autograder/submission.py): a byte-order mark,
+# and copied cells or lost grade_ids, which crash add_missing_cells with KeyError: 'grade_id'.
+# RestoreHiddenTests is nbgrader's OverwriteCells without its false "checksum has changed!"
+# warning on every untouched test cell (autograder/hidden_tests.py).
+c.Autograde.exporter_class = SubmissionExporter
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput, DeduplicateIds, OverwriteKernelspec, "autograder.hidden_tests.RestoreHiddenTests",
-    CheckCellMetadata]
+    NormaliseCells,
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    RestoreHiddenTests,
+    CheckCellMetadata,
+]
 
 # The students' HTML feedback: named tests, each verdict once, wrapped text, no hidden tests,
 # no grader paths, and "not graded yet" for the written summary (autograder/feedback.py).
-c.GenerateFeedback.preprocessors = ["autograder.feedback.StudentFeedback",
-                                    CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [StudentFeedback, CSSHTMLHeaderPreprocessor]
 c.HTMLExporter.template_name = "ddim_feedback"  # based on nbgrader's "feedback" template
 c.HTMLExporter.template_file = "student_feedback.html.j2"
 c.HTMLExporter.extra_template_basedirs = [
     str(REPO_ROOT / "autograder" / "feedback_templates"),
     str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
 
-# The hidden tests: ExternalVerdict runs the student's functions in a fresh sandboxed process
-# and replaces each graded test cell's outputs with a verdict the kernel cannot forge.
+# The hidden tests: StartVerdict starts the judge on the student's cells (in sandboxed runner
+# processes, beside the kernel); ExternalVerdict replaces each graded test cell's outputs with
+# its verdict, which the kernel cannot forge.
 c.Autograde.autograde_preprocessors = [
+    StartVerdict,
     PrivateExecute,
     IgnorePattern,
-    # by name: nbgrader imports it (and TensorFlow) only when it autogrades, so that `export`
-    # or `generate_feedback` start in a second
-    "autograder.verdict.ExternalVerdict",
+    ExternalVerdict,
     ClearMetadataPreprocessor,
     LimitOutput,
     SaveAutoGrades,

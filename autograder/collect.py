@@ -11,7 +11,6 @@ so this trusted code never follows a link they could have made:
   character) is refused up front with the reason, and the student still appears in every output.
 """
 
-import codecs
 import errno
 import os
 import stat
@@ -81,8 +80,7 @@ def _copy_regular_file(source, target):
         # checked on the open descriptor: the entry cannot be swapped after the check
         refusal = _refusal(source, os.fstat(descriptor))
         if refusal is None:
-            # a UTF-8 byte-order mark (some Windows editors write one) stops nbformat's reader
-            target.write_bytes(file.read(MAX_NOTEBOOK_BYTES + 1).removeprefix(codecs.BOM_UTF8))
+            target.write_bytes(file.read(MAX_NOTEBOOK_BYTES + 1))
     return refusal
 
 

@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from autograder import GRADER_ERROR_FILE, records_folder
 from autograder.collect import ASSIGNMENT, NOTEBOOK
-from autograder.gradebook import DB_URL_VARIABLE
+from autograder.no_follow import read_json_no_follow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GRADER_ERROR = re.compile(r"\bGrader(?:Error|Fault)\w*: (.+)")
@@ -50,7 +51,7 @@ def log_path(course_root, student):
 def nbgrader_environment(course_root, db_url=None):
     environment = {**os.environ, "AUTOGRADER_COURSE_ROOT": str(course_root)}
     if db_url:
-        environment[DB_URL_VARIABLE] = db_url
+        environment["NBGRADER_DB_URL"] = db_url  # read by nbgrader_config.py
     return environment
 
 
@@ -80,8 +81,11 @@ def stop(process, grace_s=20):
             continue
 
 
-def grader_fault(returncode, log):
-    """The reason when the grader (not the student's code) failed, else None."""
+def grader_fault(returncode, log, record=None):
+    """The reason when the grader (not the student's code) failed, else None. `record` is what
+    the judge wrote to its GRADER_ERROR_FILE, if anything."""
+    if isinstance(record, dict) and record.get("reason"):
+        return str(record["reason"])
     match = GRADER_ERROR.search(log)
     if match:
         return match.group(1).strip()
@@ -90,6 +94,18 @@ def grader_fault(returncode, log):
     for trouble in GRADER_TROUBLE:
         if trouble in log:
             return f"nbgrader failed: {trouble}"
+    return None
+
+
+def starved_cell(cells):
+    """The grade_id of an instructor cell that timed out before any cell of the student's ran:
+    no student code can have caused that, so the machine was too slow."""
+    for cell in cells:
+        metadata = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") == "code" and not metadata.get("locked"):
+            return None  # from here on, student code runs
+        if any(output.get("ename") in INTERRUPTED for output in cell.get("outputs", [])):
+            return metadata.get("grade_id", "?")
     return None
 
 
@@ -104,6 +120,10 @@ def student_failure(course_root, student, log):
         cells = json.loads(autograded.read_text())["cells"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return f"the autograded notebook is unreadable ({error})"
+    starved = starved_cell(cells)
+    if starved is not None:
+        return (f"GraderFault: the instructor's cell {starved!r} did not finish in time before "
+                "any student code ran (the machine is overloaded)")
     for cell in cells:
         for output in cell.get("outputs", []):
             if output.get("ename") in INTERRUPTED:
@@ -128,7 +148,9 @@ def grade_student(course_root, student, db_url=None, on_start=None, stopping=Non
     """
     course_root = Path(course_root)
     started = time.perf_counter()
+    fault_record = records_folder(course_root, student, ASSIGNMENT) / GRADER_ERROR_FILE
     for attempt in range(1, ATTEMPTS + 1):
+        fault_record.unlink(missing_ok=True)  # a fault of an earlier attempt is not evidence
         returncode, log = run_nbgrader(["autograde", ASSIGNMENT, f"--student={student}",
                                         "--force"], course_root, db_url, on_start)
         attempts = attempt
@@ -136,9 +158,13 @@ def grade_student(course_root, student, db_url=None, on_start=None, stopping=Non
             return None
         log_path(course_root, student).parent.mkdir(exist_ok=True)
         log_path(course_root, student).write_text(log)
-        fault = grader_fault(returncode, log)
+        failure = None
+        fault = grader_fault(returncode, log, read_json_no_follow(fault_record))
         if fault is None:
             failure = student_failure(course_root, student, log)
+            if failure and failure.startswith("GraderFault: "):
+                fault = failure.removeprefix("GraderFault: ")
+        if fault is None:
             status, reason = ("failed", failure) if failure else ("ok", "")
             break
         status, reason = "grader error", fault
@@ -158,8 +184,8 @@ def main(argv=None):
     parser.add_argument("--course", required=True, help="the course folder")
     parser.add_argument("--student", required=True,
                         help="the student's folder name (write --student=NAME)")
-    parser.add_argument("--db-url", help=f"nbgrader's gradebook URL (default: "
-                        f"${DB_URL_VARIABLE}, else sqlite gradebook.db in the course folder)")
+    parser.add_argument("--db-url", help="nbgrader's gradebook URL (default: $NBGRADER_DB_URL, "
+                        "else sqlite gradebook.db in the course folder)")
     arguments = parser.parse_args(argv)
     submitted = Path(arguments.course) / "submitted" / arguments.student / ASSIGNMENT
     if not submitted.is_dir():

@@ -1,9 +1,11 @@
 """Every resource limit of the grading sandbox, in one place (`autograder.sandbox` applies them).
 
 Modelled on PrairieLearn's external grader: 2 GiB of memory and no swap, 1,024 processes, 1 GiB
-of disk, less than one CPU, no network, 30-600 s. A submission that hits a limit is stopped and
-the sandbox's report names the limit ("memory limit 2 GiB exceeded"); the rest of the class is
-graded normally.
+of disk, a CPU share below 1, no network, 30-600 s. The CPU share is a fraction of the whole
+machine (0.9: the trusted grader always keeps some), not of one core: a cap below one core would
+double the time of the notebook's training on a 2-core machine. A submission that hits a limit
+is stopped and the sandbox's report names the limit ("memory limit 2 GiB exceeded"); the rest of
+the class is graded normally.
 """
 
 import os
@@ -20,7 +22,7 @@ class Limits:
     file_size_bytes: int  # the largest file it may write (RLIMIT_FSIZE)
     disk_bytes: int  # each private tmpfs, and the --write folders together
     cpu_seconds: int  # CPU time of each process (RLIMIT_CPU)
-    cpu_share: float  # CPUs it may keep busy at once (cgroup CPU quota)
+    cpu_share: float  # the fraction of the machine's CPUs it may keep busy (cgroup CPU quota)
     wall_seconds: int  # the whole run, start-up included
     output_bytes: int  # what it writes to stdout and stderr together
     address_space_bytes: int  # RLIMIT_AS, only where no memory cgroup is writable (TF maps ~6 GiB)

@@ -8,35 +8,14 @@ total counts the autograded points; the written summary is graded by hand, and t
 
 import csv
 import json
-import os
 from pathlib import Path
 
-from autograder import VERDICTS_FILE
+from autograder import VERDICTS_FILE, records_folder
 from autograder.collect import ASSIGNMENT, NOTEBOOK
 from autograder.grade_student import result_path
+from autograder.no_follow import read_json_no_follow
 
 UNANSWERED = "YOUR ANSWER HERE"
-MAX_READ_BYTES = 50 * 2**20
-
-
-def read_no_follow(path, limit=MAX_READ_BYTES):
-    """The text of a file in a folder that student code could have written to: never through
-    a link, at most `limit` bytes; None when it is missing, a link or too large."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(descriptor, "rb") as file:
-        data = file.read(limit + 1)
-    return None if len(data) > limit else data.decode("utf-8", errors="replace")
-
-
-def read_json_no_follow(path):
-    text = read_no_follow(path)
-    try:
-        return None if text is None else json.loads(text)
-    except ValueError:
-        return None
 
 
 def graded_cells(course_root):
@@ -140,8 +119,8 @@ def write_reports(course_root, results, db_url):
     verdicts = {}
     for result in results:
         if result.get("graded"):
-            verdict = read_json_no_follow(course_root / "autograded" / result["student"]
-                                          / ASSIGNMENT / VERDICTS_FILE)
+            verdict = read_json_no_follow(
+                records_folder(course_root, result["student"], ASSIGNMENT) / VERDICTS_FILE)
             if verdict is not None:
                 verdicts[result["student"]] = verdict
     (course_root / "verdicts.json").write_text(json.dumps(verdicts, indent=2))

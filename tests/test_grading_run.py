@@ -19,7 +19,7 @@ import pytest
 
 from autograder import collect, sample_submissions, scanner
 from autograder.attacks import ATTACKS
-from autograder.grade_student import grader_fault
+from autograder.grade_student import grader_fault, starved_cell
 from autograder.run_lock import course_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,8 @@ def test_collect_copies_regular_notebooks_and_refuses_links_and_special_files(tm
         problems[student] = (refusals, collect.submission_problem(refusals, course, student))
     copied = course / "submitted" / "plain" / "ddim" / "ddim.ipynb"
     assert copied.read_text() == text and not copied.is_symlink()
-    assert (course / "submitted" / "bom" / "ddim" / "ddim.ipynb").read_text() == text
+    bom = course / "submitted" / "bom" / "ddim" / "ddim.ipynb"
+    assert bom.read_bytes() == b"\xef\xbb\xbf" + text.encode()  # copied byte for byte
     assert problems["plain"] == ([], None) and problems["bom"] == ([], None)
     assert "is a symbolic link" in problems["symlink"][1]
     assert "is a hard link" in problems["hard-link"][1]
@@ -112,6 +113,21 @@ def test_a_grader_fault_is_told_apart_from_a_students_fault():
     assert "database is locked" in grader_fault(1, "OperationalError: database is locked")
     student_log = "[AutogradeApp | ERROR] Kernel died\nNameError: name 'x' is not defined\n"
     assert grader_fault(1, student_log) is None
+    # the judge's own record of its fault is evidence enough
+    assert grader_fault(1, student_log, {"reason": "the cache was unreadable"}) == (
+        "the cache was unreadable")
+
+
+def test_a_timeout_before_any_student_code_ran_is_the_machines_fault():
+    def cell(grade_id, locked, timed_out=False):
+        outputs = [{"output_type": "error", "ename": "CellTimeoutError"}] if timed_out else []
+        return {"cell_type": "code", "outputs": outputs,
+                "metadata": {"nbgrader": {"grade_id": grade_id, "locked": locked}}}
+    assert starved_cell([cell("setup", True, timed_out=True), cell("answer", False)]) == "setup"
+    # once the student's first cell ran, a timeout may be the student's endless loop
+    assert starved_cell([cell("setup", True), cell("answer", False, timed_out=True)]) is None
+    assert starved_cell([cell("setup", True), cell("answer", False),
+                         cell("train", True, timed_out=True)]) is None
 
 
 def run_demo(*arguments, env=None):

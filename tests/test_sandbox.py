@@ -48,13 +48,13 @@ def course(tmp_path):
     return tmp_path
 
 
-def run(work, command, *flags, timeout=120):
+def run(work, command, *flags, timeout=120, prefix=()):
     """Runs `command` (argv) sandboxed with `work` as its writable cwd; (result, report)."""
     report_path = work.parent / f".report-{work.name}.json"
     argv = sandbox.command(command, write=[work], report=report_path)
     argv[argv.index("--"):argv.index("--")] = flags
-    result = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    result = subprocess.run([*prefix, *argv], cwd=work, capture_output=True, text=True,
+                            timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     return result, sandbox.read_report(report_path)
 
 
@@ -447,7 +447,9 @@ def test_an_output_bomb_is_stopped_and_the_limit_named(course):
 
 
 def test_an_honest_tensorflow_training_fits_the_limits(course):
-    """Import TF, build the quick DDIM model, train a few steps: no limit may trip."""
+    """Import TF, build the quick DDIM model, train a few steps: no limit may trip, not even the
+    address-space rlimit that stands in for the memory cgroup where none is writable (TF maps
+    about 3 GiB of virtual memory here)."""
     honest = """
 import numpy as np
 from autograder.reference import ReferenceDiffusionModel
@@ -462,7 +464,8 @@ print("trained")
 """
     # the reference stands in for an honest student's functions (trusted code, allowed here)
     result, report = run(alice(course), python(honest), "--allow", str(REPO_ROOT / "autograder"),
-                         "--allow", str(REPO_ROOT / "solutions"), timeout=300)
+                         "--allow", str(REPO_ROOT / "solutions"), timeout=300,
+                         prefix=["prlimit", f"--as={RUNNER.address_space_bytes}", "--"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained" in result.stdout
     assert report["limit"] is None

@@ -42,6 +42,11 @@ def _own_paths():
     return paths
 
 
+def _cpu_quota_us(limits):
+    """CPU time per period: the share of all the CPUs this process may use."""
+    return int(limits.cpu_share * len(os.sched_getaffinity(0)) * CPU_PERIOD_US)
+
+
 def _write(path, value):
     with open(path, "w") as file:
         file.write(str(value))
@@ -100,7 +105,7 @@ class Cgroup:
             _write(folder / "memory.max", limits.memory_bytes)
             _write(folder / "memory.swap.max", 0)
             _write(folder / "pids.max", limits.processes)
-            _write(folder / "cpu.max", f"{int(limits.cpu_share * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+            _write(folder / "cpu.max", f"{_cpu_quota_us(limits)} {CPU_PERIOD_US}")
         except OSError as error:
             cgroup.remove()
             raise CgroupError(f"cannot set up the cgroup {folder}: {error}") from None
@@ -125,7 +130,7 @@ class Cgroup:
             _write(memory / "memory.swappiness", 0)
             _write(folders["pids"] / "pids.max", limits.processes)
             _write(folders["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
-            _write(folders["cpu"] / "cpu.cfs_quota_us", int(limits.cpu_share * CPU_PERIOD_US))
+            _write(folders["cpu"] / "cpu.cfs_quota_us", _cpu_quota_us(limits))
         except OSError as error:
             cgroup.remove()
             raise CgroupError(f"cannot set up the cgroup {name}: {error}") from None
