@@ -97,15 +97,18 @@ def submit(arguments):
 def task(arguments):
     """Grades one student on a compute node: the same grading as the local path."""
     course_root = Path(arguments.course).resolve()
-    if sandbox.mode() != "off":
-        sandbox.check_available()  # a node that cannot confine student code grades nobody
     index = int(os.environ["SLURM_ARRAY_TASK_ID"])
     student = records.run_students(course_root, arguments.run)[index]
     task_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{index}"
     host = socket.gethostname()
     records.write_task(course_root, student, task=task_id, state="running", host=host,
                        started=time.time())
-    result = grade_student(course_root, student)  # retries a grader fault once
+    try:
+        if sandbox.mode() != "off":
+            sandbox.check_available()  # a node that cannot confine student code grades nobody
+        result = grade_student(course_root, student)  # retries a grader fault once
+    except sandbox.SandboxUnavailableError as error:
+        result = {"status": "grader error", "reason": f"no sandbox on {host}: {error}"}
     if result["status"] == "grader error":
         records.write_task(course_root, student, task=task_id, state="grader error",
                            reason=result["reason"], host=host)
