@@ -58,9 +58,11 @@ def servers():
     environment = {"PGPASSFILE": postgres["PGPASSFILE"]}
     subprocess.run([*admin, f"CREATE DATABASE {database}"], check=True,
                    env={**os.environ, **environment}, capture_output=True)
+    # a generous cell timeout: no sample here loops, and a loaded machine must not turn the
+    # setup cell's TensorFlow import into a grader error
     settings = {**environment, **cluster, "PYTHONPATH": str(REPO_ROOT),
                 "NBGRADER_DB_URL": postgres["NBGRADER_DB_URL"].rsplit("/", 1)[0]
-                + f"/{database}", "DDIM_CELL_TIMEOUT": "30"}
+                + f"/{database}", "DDIM_CELL_TIMEOUT": "120"}
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     yield settings
