@@ -121,11 +121,14 @@ def graded_results(out):
 
 
 def planted_files(*places):
+    """Files an attack made (named planted_by_student*) under `places`, never following a link;
+    files that other processes delete meanwhile are skipped."""
     found = []
-    for place in map(Path, places):
-        if place.is_dir():
-            found += [path for path in place.rglob(f"{PLANTED}*")
-                      if "submissions" not in path.parts]
+    for place in places:
+        for folder, subfolders, files in os.walk(place):
+            subfolders[:] = [name for name in subfolders if name != "submissions"]
+            found += [Path(folder) / name for name in subfolders + files
+                      if name.startswith(PLANTED)]
     return found
 
 
