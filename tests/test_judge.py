@@ -28,9 +28,8 @@ from autograder.mistakes import (
     unanswered_submission,
 )
 from autograder.reference import setup_source, solution_sources
-from autograder.runner import probes
+from autograder.runner import launch, probes
 from autograder.runner.channel import ArrayStore, MalformedMessage, read_message, write_message
-from autograder.runner.launch import classify_failure
 from autograder.submission import (
     UnreadableSubmission,
     function_programs,
@@ -176,14 +175,15 @@ def test_a_runner_that_kills_itself_fails_every_test_with_a_clear_message(grade_
 
 
 def test_a_runner_stuck_in_student_code_that_defeats_the_time_limit_is_stopped(
-        grade_submission):
+        grade_submission, monkeypatch):
     # no sign of life for longer than PROGRESS_WINDOW_S after the student's code began: theirs
+    monkeypatch.setattr(launch, "PROGRESS_WINDOW_S", 10)
     stuck = ("import signal\nimport time\n\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
              "time.sleep(600)\n")
-    verdicts = grade_submission({**solution_sources(), "diffusion_schedule": stuck}, timeout=45)
+    verdicts = grade_submission({**solution_sources(), "diffusion_schedule": stuck}, timeout=60)
     for cell in TEST_CELLS.values():
         assert not verdicts[cell].passed
-        assert "did not finish within 45 s" in verdicts[cell].message, verdicts[cell].message
+        assert "did not finish within 60 s" in verdicts[cell].message, verdicts[cell].message
 
 
 def test_an_endless_loop_is_stopped_and_costs_its_own_function_only(monkeypatch):
@@ -382,7 +382,7 @@ RAN = {"ready": True, "student_code_ran": True}
      "before running any student code"),
 ])
 def test_faults_of_the_grader_are_grader_errors(evidence, reason):
-    failure = classify_failure("training run", evidence)
+    failure = launch.classify_failure("training run", evidence)
     assert isinstance(failure, GraderError) and reason in str(failure), failure
 
 
@@ -398,7 +398,7 @@ def test_faults_of_the_grader_are_grader_errors(evidence, reason):
      "malformed result"),
 ])
 def test_faults_of_the_students_code_are_runner_failures(evidence, reason):
-    failure = classify_failure("training run", evidence)
+    failure = launch.classify_failure("training run", evidence)
     assert reason in str(failure), failure
     assert isinstance(failure, GraderError) == ("still making progress" in reason)
 
@@ -440,3 +440,12 @@ def test_records_are_written_over_a_planted_link_never_through_it(tmp_path):
     write_record(tmp_path, "verdicts.json", {"test_denoise": "FAILED"})
     assert victim.read_text() == "their work"
     assert not (tmp_path / "verdicts.json").is_symlink()
+
+
+def test_a_limit_hit_by_student_code_is_named_in_the_verdict(grade_submission):
+    flood = "import sys\n\nfor _ in range(40):\n    sys.stderr.write('x' * 2**20)\n"
+    verdicts = grade_submission({**solution_sources(), "denoise": flood})
+    for cell in TEST_CELLS.values():
+        message = verdicts[cell].message
+        assert not verdicts[cell].passed
+        assert re.search(r"output limit \S+ \S+ exceeded in the units run", message), message
