@@ -94,7 +94,8 @@ def grade_submission(tmp_path_factory):
     config = DDIMConfig.from_profile("quick")
 
     def grade_it(functions, **options):
-        return grade(functions, setup_source(), config=config, cache_dir=cache_dir, **options)
+        return grade(functions, setup_source(), config=config, **{"cache_dir": cache_dir,
+                                                                   **options})
 
     return grade_it
 
