@@ -13,11 +13,13 @@ import os
 import re
 import signal
 import struct
+from concurrent.futures import Future
 
 import nbformat
 import numpy as np
 import pytest
 
+from autograder import GRADER_ERROR_FILE, VERDICTS_FILE, records_folder
 from autograder.errors import GraderError
 from autograder.grader_state.cache import MetricsCache
 from autograder.judge import grade
@@ -36,8 +38,9 @@ from autograder.submission import (
     normalise_cells,
     read_notebook_text,
 )
-from autograder.verdict import write_record
+from autograder.verdict import JUDGING, ExternalVerdict, write_record
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
+from autograder.verdicts.checks import Verdict
 from diffusion_course.config import DDIMConfig
 
 ALL_CELLS = (*TEST_CELLS.values(), TRAINING_TEST_CELL)
@@ -450,3 +453,35 @@ def test_a_limit_hit_by_student_code_is_named_in_the_verdict(grade_submission):
         message = verdicts[cell].message
         assert not verdicts[cell].passed
         assert re.search(r"output limit \S+ \S+ exceeded in the units run", message), message
+
+
+def _judged(outcome):
+    future = Future()
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+    return future
+
+
+def test_external_verdict_records_verdicts_and_grader_errors_outside_the_sandbox(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_COURSE_ROOT", str(tmp_path))
+    notebook = honest_notebook(solution_sources())
+    resources = {"nbgrader": {"student": "alice", "assignment": "ddim"},
+                 "metadata": {"path": str(tmp_path / "autograded" / "alice" / "ddim")}}
+    records = records_folder(tmp_path, "alice", "ddim")
+    failed = Verdict(False, 0.0, "denoise: it used self.network")
+    ExternalVerdict().preprocess(
+        notebook, {**resources, JUDGING: _judged({"test_denoise": failed})})
+    (denoise_test,) = [cell for cell in notebook.cells
+                       if cell.metadata["nbgrader"]["grade_id"] == "test_denoise"]
+    assert denoise_test.outputs[-1]["ename"] == "AutograderVerdict"
+    assert json.loads((records / VERDICTS_FILE).read_text())["test_denoise"]["passed"] is False
+    # a fault of the grader: recorded with its reason and raised, never turned into a verdict
+    for error in (GraderError("the sandbox could not be set up"), KeyError("oops")):
+        with pytest.raises(GraderError):
+            ExternalVerdict().preprocess(notebook, {**resources,
+                                                            JUDGING: _judged(error)})
+        reason = json.loads((records / GRADER_ERROR_FILE).read_text())["reason"]
+        assert str(error) in reason or "KeyError" in reason, reason
