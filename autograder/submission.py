@@ -16,6 +16,7 @@ import json
 
 import nbformat
 from nbconvert.exporters import NotebookExporter
+from nbformat.v4.rwbase import rejoin_lines
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 
@@ -43,7 +44,8 @@ def read_notebook_text(text):
     if not isinstance(cells, list) or not all(isinstance(cell, dict) for cell in cells):
         raise UnreadableSubmission("the notebook is not a valid Jupyter notebook: its cells are "
                                    "not a list of cells. Download it again from Jupyter")
-    notebook = nbformat.from_dict(raw)
+    # as nbformat's own reader does: a cell's source saved as a list of lines becomes one string
+    notebook = rejoin_lines(nbformat.from_dict(raw))
     try:
         nbformat.validate(notebook)
     except nbformat.ValidationError as error:
