@@ -75,11 +75,13 @@ def prepare_course_folder(out, force):
 
 def refuse(out, student, reason):
     """Records a student who cannot be graded: FAILED with the reason, and a gradebook row so
-    that nbgrader's export lists them too."""
+    that nbgrader's export lists them too (unless the name itself is the problem: nbgrader's
+    CSV export would break a row on a newline)."""
     from nbgrader.api import Gradebook
 
-    with Gradebook(gradebook.db_url(out)) as book:
-        book.update_or_create_student(student)
+    if collect.name_problem(student) is None:
+        with Gradebook(gradebook.db_url(out)) as book:
+            book.update_or_create_student(student)
     result = {"student": student, "status": "failed", "reason": reason, "graded": False,
               "seconds": 0.0, "attempts": 0}
     write_result(out, result)

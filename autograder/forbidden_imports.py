@@ -15,11 +15,15 @@ _MENTION = re.compile(r"diffusion_course\W+(" + "|".join(FORBIDDEN_MODULES) + r"
 
 
 def forbidden_paths():
-    """The files to mask in the sandbox: each module's source and any compiled copy of it."""
+    """The files to mask in the sandbox: each module's source and any compiled copy of it, in
+    every copy of the library that the sandbox shows."""
+    from autograder.sandbox.plan import library_paths
+
     paths = []
-    for module in FORBIDDEN_MODULES:
-        paths.append(LIBRARY / f"{module}.py")
-        paths.extend(sorted((LIBRARY / "__pycache__").glob(f"{module}.*.pyc")))
+    for library in library_paths():
+        for module in FORBIDDEN_MODULES:
+            paths.append(library / f"{module}.py")
+            paths.extend(sorted((library / "__pycache__").glob(f"{module}.*.pyc")))
     return [path for path in paths if path.exists()]
 
 

@@ -44,7 +44,7 @@ def read_notebook_text(text):
     if not isinstance(cells, list) or not all(isinstance(cell, dict) for cell in cells):
         raise UnreadableSubmission("the notebook is not a valid Jupyter notebook: its cells are "
                                    "not a list of cells. Download it again from Jupyter")
-    # one string per source, as nbformat.read gives nbgrader (its checksums need strings)
+    # as nbformat's own reader does: a cell's source saved as a list of lines becomes one string
     notebook = rejoin_lines(nbformat.from_dict(raw))
     try:
         nbformat.validate(notebook)

@@ -121,11 +121,14 @@ def graded_results(out):
 
 
 def planted_files(*places):
+    """Files an attack made (named planted_by_student*) under `places`, never following a link;
+    files that other processes delete meanwhile are skipped."""
     found = []
-    for place in map(Path, places):
-        if place.is_dir():
-            found += [path for path in place.rglob(f"{PLANTED}*")
-                      if "submissions" not in path.parts]
+    for place in places:
+        for folder, subfolders, files in os.walk(place):
+            subfolders[:] = [name for name in subfolders if name != "submissions"]
+            found += [Path(folder) / name for name in subfolders + files
+                      if name.startswith(PLANTED)]
     return found
 
 
@@ -142,7 +145,7 @@ def demo(tmp_path_factory):
     before = set(planted_files(*PLANTED_LOOKUP_PLACES))
     command = [sys.executable, "-m", "autograder.demo", "--jobs", "2",
                "--submissions", str(submissions), "--out", str(out)]
-    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DDIM_CELL_TIMEOUT": "30",
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DDIM_CELL_TIMEOUT": "60",
                    "HOME": str(home), "DIFFUSION_GRADER_CACHE": str(root / "cache")}
     first = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=environment)
@@ -169,10 +172,11 @@ def test_ctrl_c_keeps_finished_work_and_a_rerun_grades_only_the_rest(demo):
     assert returncode == 130, output[-3000:]
     assert "To grade them, run again" in output
     assert set(interrupted) == set(rows), "every student is in the table, graded or not"
-    finished = [student for student, row in interrupted.items() if row["status"] == "ok"]
     waiting = [student for student, row in interrupted.items()
                if row["status"].startswith("NOT GRADED")]
-    assert finished and waiting
+    graded = [student for student, row in interrupted.items()  # by nbgrader, not refused
+              if not row["status"].startswith("NOT GRADED") and row["seconds"] != "0"]
+    assert waiting and len(graded) >= 2, interrupted
     assert f"Resuming: {len(rows) - len(waiting)} of {len(rows)} students" in stdout
     assert not any(row["status"].startswith("NOT GRADED") for row in rows.values())
 
@@ -216,7 +220,8 @@ def test_no_attack_leaves_anything_behind(demo):
 def test_the_demo_writes_exports_feedback_and_an_untampered_gradebook(demo):
     out, rows, stdout, _, _ = demo
     exported = list(csv.DictReader(open(out / "grades.csv")))
-    assert {row["student_id"] for row in exported} == set(rows), "every student is exported"
+    # every student, but the one whose name nbgrader's CSV cannot hold (it has its row above)
+    assert {row["student_id"] for row in exported} == set(rows) - {"two\nlines"}
     assert (out / "feedback" / "correct" / "ddim" / "ddim.html").exists()
     scan = (out / "scan_report.md").read_text()
     assert "FLAGGED" in scan and "'two\\nlines'" in scan

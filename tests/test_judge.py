@@ -13,11 +13,13 @@ import os
 import re
 import signal
 import struct
+from concurrent.futures import Future
 
 import nbformat
 import numpy as np
 import pytest
 
+from autograder import GRADER_ERROR_FILE, VERDICTS_FILE, records_folder
 from autograder.errors import GraderError
 from autograder.grader_state.cache import MetricsCache
 from autograder.judge import grade
@@ -28,17 +30,17 @@ from autograder.mistakes import (
     unanswered_submission,
 )
 from autograder.reference import setup_source, solution_sources
-from autograder.runner import probes
+from autograder.runner import launch, probes
 from autograder.runner.channel import ArrayStore, MalformedMessage, read_message, write_message
-from autograder.runner.launch import classify_failure
 from autograder.submission import (
     UnreadableSubmission,
     function_programs,
     normalise_cells,
     read_notebook_text,
 )
-from autograder.verdict import write_record
+from autograder.verdict import JUDGING, ExternalVerdict, write_record
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
+from autograder.verdicts.checks import Verdict
 from diffusion_course.config import DDIMConfig
 
 ALL_CELLS = (*TEST_CELLS.values(), TRAINING_TEST_CELL)
@@ -95,7 +97,8 @@ def grade_submission(tmp_path_factory):
     config = DDIMConfig.from_profile("quick")
 
     def grade_it(functions, **options):
-        return grade(functions, setup_source(), config=config, cache_dir=cache_dir, **options)
+        return grade(functions, setup_source(), config=config, **{"cache_dir": cache_dir,
+                                                                   **options})
 
     return grade_it
 
@@ -176,14 +179,15 @@ def test_a_runner_that_kills_itself_fails_every_test_with_a_clear_message(grade_
 
 
 def test_a_runner_stuck_in_student_code_that_defeats_the_time_limit_is_stopped(
-        grade_submission):
+        grade_submission, monkeypatch):
     # no sign of life for longer than PROGRESS_WINDOW_S after the student's code began: theirs
+    monkeypatch.setattr(launch, "PROGRESS_WINDOW_S", 10)
     stuck = ("import signal\nimport time\n\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
              "time.sleep(600)\n")
-    verdicts = grade_submission({**solution_sources(), "diffusion_schedule": stuck}, timeout=45)
+    verdicts = grade_submission({**solution_sources(), "diffusion_schedule": stuck}, timeout=60)
     for cell in TEST_CELLS.values():
         assert not verdicts[cell].passed
-        assert "did not finish within 45 s" in verdicts[cell].message, verdicts[cell].message
+        assert "did not finish within 60 s" in verdicts[cell].message, verdicts[cell].message
 
 
 def test_an_endless_loop_is_stopped_and_costs_its_own_function_only(monkeypatch):
@@ -382,7 +386,7 @@ RAN = {"ready": True, "student_code_ran": True}
      "before running any student code"),
 ])
 def test_faults_of_the_grader_are_grader_errors(evidence, reason):
-    failure = classify_failure("training run", evidence)
+    failure = launch.classify_failure("training run", evidence)
     assert isinstance(failure, GraderError) and reason in str(failure), failure
 
 
@@ -398,7 +402,7 @@ def test_faults_of_the_grader_are_grader_errors(evidence, reason):
      "malformed result"),
 ])
 def test_faults_of_the_students_code_are_runner_failures(evidence, reason):
-    failure = classify_failure("training run", evidence)
+    failure = launch.classify_failure("training run", evidence)
     assert reason in str(failure), failure
     assert isinstance(failure, GraderError) == ("still making progress" in reason)
 
@@ -440,3 +444,44 @@ def test_records_are_written_over_a_planted_link_never_through_it(tmp_path):
     write_record(tmp_path, "verdicts.json", {"test_denoise": "FAILED"})
     assert victim.read_text() == "their work"
     assert not (tmp_path / "verdicts.json").is_symlink()
+
+
+def test_a_limit_hit_by_student_code_is_named_in_the_verdict(grade_submission):
+    flood = "import sys\n\nfor _ in range(40):\n    sys.stderr.write('x' * 2**20)\n"
+    verdicts = grade_submission({**solution_sources(), "denoise": flood})
+    for cell in TEST_CELLS.values():
+        message = verdicts[cell].message
+        assert not verdicts[cell].passed
+        assert re.search(r"output limit \S+ \S+ exceeded in the units run", message), message
+
+
+def _judged(outcome):
+    future = Future()
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+    return future
+
+
+def test_external_verdict_records_verdicts_and_grader_errors_outside_the_sandbox(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_COURSE_ROOT", str(tmp_path))
+    notebook = honest_notebook(solution_sources())
+    resources = {"nbgrader": {"student": "alice", "assignment": "ddim"},
+                 "metadata": {"path": str(tmp_path / "autograded" / "alice" / "ddim")}}
+    records = records_folder(tmp_path, "alice", "ddim")
+    failed = Verdict(False, 0.0, "denoise: it used self.network")
+    ExternalVerdict().preprocess(
+        notebook, {**resources, JUDGING: _judged({"test_denoise": failed})})
+    (denoise_test,) = [cell for cell in notebook.cells
+                       if cell.metadata["nbgrader"]["grade_id"] == "test_denoise"]
+    assert denoise_test.outputs[-1]["ename"] == "AutograderVerdict"
+    assert json.loads((records / VERDICTS_FILE).read_text())["test_denoise"]["passed"] is False
+    # a fault of the grader: recorded with its reason and raised, never turned into a verdict
+    for error in (GraderError("the sandbox could not be set up"), KeyError("oops")):
+        with pytest.raises(GraderError):
+            ExternalVerdict().preprocess(notebook, {**resources,
+                                                            JUDGING: _judged(error)})
+        reason = json.loads((records / GRADER_ERROR_FILE).read_text())["reason"]
+        assert str(error) in reason or "KeyError" in reason, reason

@@ -21,8 +21,9 @@ The request comes on stdin, one JSON object:
 
 The results go back over stdout, a pipe the judge owns, as `channel.py` messages, in order:
 "ready" (imports done, no student code run yet), "student_code" (just before the first cell
-of the student runs), "units" (the probes' records), "training" (losses and weights), or
-"runner_error" when the runner's own code failed. Whatever student code prints goes to stderr.
+of the student runs), "progress" (a sign of life, at most one a second), "units" (the probes'
+records), "training" (losses and weights), or "runner_error" when the runner's own code failed.
+Whatever student code prints goes to stderr.
 """
 
 import json

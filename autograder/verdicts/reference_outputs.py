@@ -14,15 +14,17 @@ def reference_outputs(config):
     if config not in _reference_outputs_by_config:
         outputs = {name: {} for name in stand_ins.FUNCTION_NAMES}
         for bounds in ("course", "other"):
-            model, times = stand_ins.schedule_probe(REFERENCE_FUNCTIONS["diffusion_schedule"],
-                                                 stand_ins.schedule_probe_config(config, bounds))
-            outputs["diffusion_schedule"][bounds] = [stand_ins.to_numpy(rates)
-                                           for rates in model.diffusion_schedule(times)]
+            model, times = stand_ins.schedule_probe(
+                REFERENCE_FUNCTIONS["diffusion_schedule"],
+                stand_ins.schedule_probe_config(config, bounds))
+            outputs["diffusion_schedule"][bounds] = [
+                stand_ins.to_numpy(rates) for rates in model.diffusion_schedule(times)]
         model, arguments = stand_ins.denoise_probe(REFERENCE_FUNCTIONS["denoise"], config,
-                                                oracle=False)
+                                                   oracle=False)
         for training in (True, False):
             outputs["denoise"][training] = [
-                stand_ins.to_numpy(value) for value in model.denoise(*arguments, training=training)]
+                stand_ins.to_numpy(value)
+                for value in model.denoise(*arguments, training=training)]
         for name, (steps, oracle) in stand_ins.sampler_runs().items():
             model, initial_noise, calls = stand_ins.reverse_diffusion_probe(
                 REFERENCE_FUNCTIONS["reverse_diffusion"], config, oracle)
