@@ -7,23 +7,35 @@ the student release. Grading runs in a sandboxed kernel and the hidden tests run
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+import nbgrader
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
     IgnorePattern,
     LimitOutput,
+    OverwriteKernelspec,
     SaveAutoGrades,
 )
+from sqlalchemy.exc import SAWarning
 
 REPO_ROOT = Path(__file__).resolve().parent
 # the autograder package must be importable in nbgrader's own process (the verdict preprocessor)
 sys.path.insert(0, str(REPO_ROOT))
+# the gradebook's SQLAlchemy warnings are nbgrader's internals, not news for the instructor
+warnings.filterwarnings("ignore", category=SAWarning)
 
+from autograder import gradebook  # noqa: E402
+from autograder.feedback import StudentFeedback  # noqa: E402
+from autograder.hidden_tests import RestoreHiddenTests  # noqa: E402
 from autograder.sandbox.kernel import PrivateExecute  # noqa: E402
-from autograder.verdict import ExternalVerdict  # noqa: E402
+from autograder.submission import NormaliseCells, SubmissionExporter  # noqa: E402
+from autograder.verdict import ExternalVerdict, StartVerdict  # noqa: E402
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
 
@@ -34,6 +46,14 @@ c.CourseDirectory.release_directory = "assignment"
 # Only notebooks are taken from a submission: a fake numpy/ or autograder/ folder beside the
 # notebook would otherwise be copied next to it and shadow the real package.
 c.CourseDirectory.include = ["*.ipynb"]
+
+# The gradebook: sqlite in the course folder by default; NBGRADER_DB_URL switches it to a
+# PostgreSQL server, which many grading processes on a cluster can write at once
+# (autograder/gradebook.py).
+c.CourseDirectory.db_url = gradebook.db_url(c.CourseDirectory.root)
+# nbgrader's own default course id: with the empty default, PostgreSQL (which, unlike sqlite,
+# enforces foreign keys) refuses the assignment for want of its course.
+c.CourseDirectory.course_id = "default_course"
 
 # The sandboxed kernel (autograder/kernels/ddim-grading): nbgrader would otherwise use the source
 # notebook's kernel name, and a missing kernel fails every submission with NoSuchKernel.
@@ -53,6 +73,9 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 # takes ~10 s on a 2-core CPU; a loop that never ends is interrupted after this many seconds.
 c.Execute.timeout = int(os.environ.get("DDIM_CELL_TIMEOUT", "60"))
 c.Execute.interrupt_on_timeout = True
+# After a cell's reply its last outputs may lag on a loaded machine: nbgrader's 4 s failed the
+# correct solution at a load of 30 on 2 cores ("Timeout waiting for IOPub output").
+c.Execute.iopub_timeout = 60
 
 # Any stderr output zeroes a passing test cell: silence TensorFlow's C++ logs in the kernel ...
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -66,10 +89,34 @@ c.IgnorePattern.pattern = (
 
 # A test cell the student deleted is added back and graded, not left blank.
 c.OverwriteCells.add_missing_cells = True
+# Honest notebooks that nbgrader alone would fail (autograder/submission.py): a byte-order mark,
+# and copied cells or lost grade_ids, which crash add_missing_cells with KeyError: 'grade_id'.
+# RestoreHiddenTests is nbgrader's OverwriteCells without its false "checksum has changed!"
+# warning on every untouched test cell (autograder/hidden_tests.py).
+c.Autograde.exporter_class = SubmissionExporter
+c.Autograde.sanitize_preprocessors = [
+    NormaliseCells,
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    RestoreHiddenTests,
+    CheckCellMetadata,
+]
 
-# The hidden tests: ExternalVerdict runs the student's functions in a fresh sandboxed process
-# and replaces each graded test cell's outputs with a verdict the kernel cannot forge.
+# The students' HTML feedback: named tests, each verdict once, wrapped text, no hidden tests,
+# no grader paths, and "not graded yet" for the written summary (autograder/feedback.py).
+c.GenerateFeedback.preprocessors = [StudentFeedback, CSSHTMLHeaderPreprocessor]
+c.HTMLExporter.template_name = "ddim_feedback"  # based on nbgrader's "feedback" template
+c.HTMLExporter.template_file = "student_feedback.html.j2"
+c.HTMLExporter.extra_template_basedirs = [
+    str(REPO_ROOT / "autograder" / "feedback_templates"),
+    str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
+
+# The hidden tests: StartVerdict starts the judge on the student's cells (in sandboxed runner
+# processes, beside the kernel); ExternalVerdict replaces each graded test cell's outputs with
+# its verdict, which the kernel cannot forge.
 c.Autograde.autograde_preprocessors = [
+    StartVerdict,
     PrivateExecute,
     IgnorePattern,
     ExternalVerdict,

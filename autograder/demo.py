@@ -1,153 +1,161 @@
 """The autograde demo: release the assignment, grade every sample submission, report.
 
-    python -m autograder.demo [--jobs N] [--submissions DIR] [--out DIR]
+    python -m autograder.demo [--jobs N] [--submissions DIR] [--out DIR] [--regrade | --force]
 
-1. generates the student release from `solutions/` into a fresh course folder under `--out`;
-2. collects each student's notebooks (only `.ipynb` files) and autogrades every student with
-   nbgrader, `--jobs` students at a time, each in its own process (safe on nbgrader's sqlite
-   gradebook), with a progress bar;
-3. prints a grade table per student and per cell, and every failed submission with its reason;
-4. writes the CSV export, the HTML feedback and the submission scanner's report.
+1. checks the submissions folder (one subfolder per student) before touching anything, and
+   locks `--out` (a second run on it says who holds it);
+2. generates the student release from `solutions/` into the course folder `--out`;
+3. copies in each student's notebooks, as regular files (`autograder/collect.py`), and grades
+   every student with nbgrader (`autograder/grade_student.py`), `--jobs` students at a time, each
+   in its own process, with a progress bar;
+4. prints a grade table per student and per cell, every failed submission with its reason, and
+   writes grade_table.csv, verdicts.json, the CSV export, the HTML feedback and the scanner's
+   report.
+
+A rerun on the same `--out` grades only the students that have no result yet (new ones, or
+those a Ctrl-C stopped); `--regrade` grades everyone again; `--force` deletes the graded class
+in `--out` and starts over. Ctrl-C stops the run cleanly and writes what was finished.
 """
 
 import argparse
-import csv
-import json
 import os
+import shlex
 import shutil
-import subprocess
+import signal
 import sys
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from tqdm import tqdm
 
-from autograder import VERDICTS_FILE, sandbox, scanner
+from autograder import collect, gradebook, report, sandbox, scanner
+from autograder.collect import ASSIGNMENT, SubmissionsError
+from autograder.grade_student import grade_student, run_nbgrader, stop, write_result
+from autograder.run_lock import LOCK_FILE, LockedError, course_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ASSIGNMENT = "ddim"
-NOTEBOOK = "ddim.ipynb"
 SAMPLE_SUBMISSIONS = REPO_ROOT / "autograder" / "submissions"
 DEFAULT_OUT = REPO_ROOT / "outputs" / "autograde-demo"
 MARKER = ".autograde-demo"  # only a folder this demo made is ever deleted by it
-UNANSWERED = "YOUR ANSWER HERE"
 
 
-def nbgrader(*arguments, course_root, check=True):
-    """Runs one nbgrader command from the repository root (where nbgrader_config.py is)."""
-    environment = {**os.environ, "AUTOGRADER_COURSE_ROOT": str(course_root)}
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *arguments], cwd=REPO_ROOT,
-                            env=environment, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"nbgrader {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
+def nbgrader(*arguments, course_root):
+    returncode, output = run_nbgrader(arguments, course_root)
+    if returncode != 0:
+        raise SystemExit(f"nbgrader {' '.join(arguments)} failed:\n{output[-3000:]}")
+
+
+def check_out(out):
+    """Refuses an --out that this demo did not make (before anything is deleted or locked)."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} is a file: give a folder for the course.")
+    if out.is_dir() and any(entry.name != LOCK_FILE for entry in os.scandir(out)) \
+            and not (out / MARKER).exists():
+        raise SystemExit(f"--out {out} exists and was not made by this demo; choose another "
+                         "--out.")
+
+
+def prepare_course_folder(out, force):
+    """The course folder with the instructor source and the release; with `force`, the graded
+    class there is deleted first (the lock file stays: we hold it)."""
+    if force:
+        for entry in os.scandir(out):
+            if entry.name != LOCK_FILE:
+                path = Path(entry.path)
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    if (out / MARKER).exists():
+        return
+    (out / "solutions").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO_ROOT / "solutions" / ASSIGNMENT, out / "solutions" / ASSIGNMENT,
+                    dirs_exist_ok=True)
+    nbgrader("generate_assignment", ASSIGNMENT, "--force", course_root=out)
+    (out / MARKER).write_text("made by python -m autograder.demo\n")  # last: the release exists
+
+
+def refuse(out, student, reason):
+    """Records a student who cannot be graded: FAILED with the reason, and a gradebook row so
+    that nbgrader's export lists them too (unless the name itself is the problem: nbgrader's
+    CSV export would break a row on a newline)."""
+    from nbgrader.api import Gradebook
+
+    if collect.name_problem(student) is None:
+        with Gradebook(gradebook.db_url(out)) as book:
+            book.update_or_create_student(student)
+    result = {"student": student, "status": "failed", "reason": reason, "graded": False,
+              "seconds": 0.0, "attempts": 0}
+    write_result(out, result)
     return result
 
 
-def fresh_course_folder(out):
-    """An empty course folder holding a copy of the instructor source."""
-    out = Path(out).resolve()
-    if out.exists():
-        if not (out / MARKER).exists():
-            raise SystemExit(f"{out} exists and was not made by this demo; choose another --out.")
-        shutil.rmtree(out)
-    (out / "solutions").mkdir(parents=True)
-    (out / MARKER).write_text("made by python -m autograder.demo\n")
-    shutil.copytree(REPO_ROOT / "solutions" / ASSIGNMENT, out / "solutions" / ASSIGNMENT)
-    return out
-
-
-def collect(submissions, course_root):
-    """Copies each student's notebooks (nothing else) to submitted/<student>/ddim/."""
-    students = []
-    for folder in sorted(Path(submissions).iterdir()):
-        if not folder.is_dir():
+def submissions_to_grade(out, submissions, students, regrade):
+    """Collects the students without a result (all with `regrade`); refuses the ungradable."""
+    done = {} if regrade else report.read_results(out, students)
+    queue = []
+    for student in students:
+        if student in done:
             continue
-        target = course_root / "submitted" / folder.name / ASSIGNMENT
-        target.mkdir(parents=True)
-        for notebook in folder.glob("*.ipynb"):
-            shutil.copy2(notebook, target / notebook.name)
-        students.append(folder.name)
-    return students
+        problem = collect.name_problem(student)
+        if problem is None:
+            shutil.rmtree(out / "submitted" / student, ignore_errors=True)  # our old copy
+            refusals = collect.collect_student(submissions, student, out)
+            problem = collect.submission_problem(refusals, out, student)
+        if problem is None:
+            queue.append(student)
+        else:
+            refuse(out, student, problem)
+    return done, queue
 
 
-def failure_reason(student, course_root, log):
-    """Why a submission failed as a whole, or timed out in a cell; None when it did not."""
-    submitted = course_root / "submitted" / student / ASSIGNMENT
-    if not (submitted / NOTEBOOK).exists():
-        found = ", ".join(path.name for path in submitted.glob("*.ipynb")) or "no notebook"
-        return f"no {NOTEBOOK} in the submission (found: {found}); was the file renamed?"
-    errors = [line for line in log.splitlines() if "[ERROR]" in line or "Error" in line]
-    autograded = course_root / "autograded" / student / ASSIGNMENT / NOTEBOOK
-    if not autograded.exists():
-        return ("autograding failed: " + (errors[-1].strip() if errors else "see the log")
-                )[:300]
-    notebook = json.loads(autograded.read_text())
-    for cell in notebook["cells"]:
-        for output in cell.get("outputs", []):
-            if output.get("ename") in ("CellTimeoutError", "KeyboardInterrupt", "TimeoutError"):
-                grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id", "?")
-                return f"cell {grade_id!r} did not finish in time (an endless loop?)"
-    return None
+def outcome(out, student, future):
+    """The student's result; an exception in our own code is a grader error, never a 0."""
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - reported in the table, the class goes on
+        result = {"student": student, "status": "grader error", "graded": False,
+                  "reason": f"{type(error).__name__}: {error}", "seconds": 0.0, "attempts": 1}
+        write_result(out, result)
+        return result
 
 
-def grade_one(student, course_root):
-    started = time.perf_counter()
-    result = nbgrader("autograde", ASSIGNMENT, "--student", student, "--force",
-                      course_root=course_root, check=False)
-    log = result.stdout + result.stderr
-    return {"student": student, "seconds": time.perf_counter() - started,
-            "failure": failure_reason(student, course_root, log), "log": log}
+def grade_all(out, queue, jobs):
+    """Grades `queue`, `jobs` at a time; on Ctrl-C stops the running students cleanly.
+    Returns ({student: result} of those finished, interrupted?)."""
+    stopping = threading.Event()
+    running = []
 
+    def on_start(process):
+        running.append(process)
+        if stopping.is_set():
+            stop(process)
 
-def read_grades(course_root, students):
-    """{student: {grade_id: (score, max_score)}} from the gradebook."""
-    from nbgrader.api import Gradebook
-
-    grades = {}
-    with Gradebook(f"sqlite:///{course_root / 'gradebook.db'}") as gradebook:
-        for student in students:
-            try:
-                submission = gradebook.find_submission_notebook(NOTEBOOK[:-6], ASSIGNMENT,
-                                                                student)
-            except Exception:  # noqa: BLE001 - a failed submission has no notebook row
-                grades[student] = {}
-                continue
-            # the written summary is graded by hand: its state is reported, not a score
-            grades[student] = {grade.name: (grade.score, grade.max_score)
-                               for grade in submission.grades if grade.name != "summary"}
-    return grades
-
-
-def manual_answer_state(course_root, student):
-    path = course_root / "autograded" / student / ASSIGNMENT / NOTEBOOK
-    if not path.exists():
-        return "-"
-    for cell in json.loads(path.read_text())["cells"]:
-        if cell["metadata"].get("nbgrader", {}).get("grade_id") == "summary":
-            text = "".join(cell["source"]).strip()
-            return "No response" if text in ("", UNANSWERED) else "to grade by hand"
-    return "No response"
-
-
-def print_table(results, grades, course_root):
-    cell_ids = sorted({grade_id for cells in grades.values() for grade_id in cells})
-    header = ["student", *cell_ids, "total", "written summary", "seconds", "status"]
-    rows = []
-    for result in results:
-        student = result["student"]
-        cells = grades.get(student, {})
-        scores = [cells[grade_id][0] if grade_id in cells else None for grade_id in cell_ids]
-        total = sum(score or 0 for score in scores)
-        status = "FAILED: " + result["failure"] if result["failure"] else "ok"
-        rows.append([student, *["-" if s is None else f"{s:g}" for s in scores], f"{total:g}",
-                     manual_answer_state(course_root, student), f"{result['seconds']:.0f}",
-                     status])
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        print("  ".join(str(value).ljust(width) for value, width in zip(row, widths))
-              + "  " + row[-1])
-    return header, rows
+    finished = {}
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = {pool.submit(grade_student, out, student, None, on_start, stopping): student
+               for student in queue}
+    try:
+        for future in tqdm(as_completed(futures), total=len(futures), unit="submission"):
+            finished[futures[future]] = outcome(out, futures[future], future)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        stopping.set()
+        for future in futures:
+            future.cancel()
+        live = [process for process in running if process.poll() is None]
+        print(f"\nInterrupted: cancelled the queued students, stopping the {len(live)} being "
+              "graded ...", file=sys.stderr)
+        stoppers = [threading.Thread(target=stop, args=(process,)) for process in live]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+        pool.shutdown(wait=True)
+        for future, student in futures.items():
+            if future.done() and not future.cancelled():
+                finished[student] = outcome(out, student, future)
+        return {student: result for student, result in finished.items() if result}, True
+    pool.shutdown(wait=True)
+    return finished, False
 
 
 def main(argv=None):
@@ -156,10 +164,21 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1, help="students graded in parallel")
     parser.add_argument("--submissions", default=str(SAMPLE_SUBMISSIONS),
                         help="a folder with one subfolder of notebooks per student")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="the course folder to create")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="the course folder")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--regrade", action="store_true",
+                       help="grade every student again (default: only those without a result)")
+    again.add_argument("--force", action="store_true",
+                       help="delete the graded class in --out and start over")
     arguments = parser.parse_args(argv)
     if arguments.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {arguments.jobs}")
+    try:
+        students = collect.student_folders(arguments.submissions)
+    except SubmissionsError as error:
+        raise SystemExit(str(error)) from None
+    out = Path(arguments.out).resolve()
+    check_out(out)
 
     if sandbox.mode() == "off":
         print("WARNING: AUTOGRADER_SANDBOX=off: student code runs UNPROTECTED.")
@@ -169,44 +188,55 @@ def main(argv=None):
         except sandbox.SandboxUnavailableError as error:
             raise SystemExit(f"Cannot grade with protection: {error}. Run as root on Linux, "
                              "or set AUTOGRADER_SANDBOX=off to grade unprotected.") from error
+    # Ctrl-C, and a batch system's SIGTERM, stop the run cleanly (even when started with
+    # SIGINT ignored, as a shell does for a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with course_lock(out):
+            return grade_class(out, Path(arguments.submissions), students, arguments)
+    except LockedError as error:
+        raise SystemExit(str(error)) from None
+    except KeyboardInterrupt:
+        print("Interrupted before grading began; nothing graded was lost.", file=sys.stderr)
+        return 130
 
-    course_root = fresh_course_folder(arguments.out)
-    nbgrader("generate_assignment", ASSIGNMENT, "--force", course_root=course_root)
-    students = collect(arguments.submissions, course_root)
-    print(f"Grading {len(students)} submissions with {arguments.jobs} job(s) "
-          f"in {course_root}")
 
-    results = []
-    with ThreadPoolExecutor(max_workers=arguments.jobs) as pool:
-        futures = [pool.submit(grade_one, student, course_root) for student in students]
-        for future in tqdm(as_completed(futures), total=len(futures), unit="submission"):
-            results.append(future.result())
-    results.sort(key=lambda result: result["student"])
-    for result in results:
-        (course_root / f"autograde-{result['student']}.log").write_text(result["log"])
+def grade_class(out, submissions, students, arguments):
+    prepare_course_folder(out, arguments.force)
+    done, queue = submissions_to_grade(out, submissions, students, arguments.regrade)
+    if done:
+        print(f"Resuming: {len(done)} of {len(students)} students already have a result in "
+              f"{out} (--regrade grades them again, --force starts a fresh class).")
+    print(f"Grading {len(queue)} submissions with {arguments.jobs} job(s) in {out}")
+    finished, interrupted = grade_all(out, queue, arguments.jobs)
 
-    grades = read_grades(course_root, students)
-    header, rows = print_table(results, grades, course_root)
-    with open(course_root / "grade_table.csv", "w", newline="") as table:
-        csv.writer(table).writerows([header, *rows])
-    verdicts = {student: json.loads(path.read_text()) for student in students
-                if (path := course_root / "autograded" / student / ASSIGNMENT
-                    / VERDICTS_FILE).exists()}
-    (course_root / "verdicts.json").write_text(json.dumps(verdicts, indent=2))
-
-    report = scanner.scan_folder(course_root / "submitted")
-    (course_root / "scan_report.md").write_text(scanner.format_report(report))
-    flagged = [student for student, findings in report.items() if findings]
+    results = report.read_results(out, students)
+    missing = [student for student in students if student not in results]
+    for student in missing:
+        results[student] = {"student": student, "status": "not graded", "graded": False,
+                            "reason": "the run was interrupted", "seconds": 0.0}
+    report.write_reports(out, [results[student] for student in students],
+                         gradebook.db_url(out))
+    scan = scanner.scan_folder(submissions)
+    (out / "scan_report.md").write_text(scanner.format_report(scan))
+    flagged = [student for student, findings in scan.items() if findings]
     print(f"Scanner: {len(flagged)} submission(s) flagged for manual review: "
-          f"{', '.join(flagged) or 'none'} (see scan_report.md)")
-
-    nbgrader("export", "--to", str(course_root / "grades.csv"), course_root=course_root)
-    nbgrader("generate_feedback", ASSIGNMENT, "--force", course_root=course_root, check=False)
-    seconds = [result["seconds"] for result in results]
-    print(f"Wrote {course_root / 'grades.csv'}, feedback in {course_root / 'feedback'}.")
+          f"{', '.join(map(repr, flagged)) or 'none'} (see scan_report.md)")
+    nbgrader("export", f"--to={out / 'grades.csv'}", course_root=out)
+    run_nbgrader(["generate_feedback", ASSIGNMENT, "--force"], out)
+    print(f"Wrote {out / 'grade_table.csv'} (per cell), {out / 'grades.csv'} (nbgrader's "
+          f"export), feedback in {out / 'feedback'}.")
+    seconds = [result["seconds"] for result in finished.values()]
     if seconds:
         print(f"Wall time per submission: mean {sum(seconds) / len(seconds):.1f} s, "
               f"max {max(seconds):.1f} s")
+    if interrupted:
+        print(f"Interrupted: {len(missing)} student(s) not graded. To grade them, run again:\n"
+              f"  python -m autograder.demo --submissions {shlex.quote(str(submissions))} "
+              f"--out {shlex.quote(str(out))}",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -3,16 +3,23 @@
     python -m autograder.sample_submissions     # rewrites autograder/submissions/
 
 Every submission starts from the committed student release (`assignment/ddim/ddim.ipynb`) with
-answer cells filled in: the solution, one typical mistake (`autograder/mistakes.py`), a cheat,
-or something broken. `EXPECTED_SCORES` is what `python -m autograder.demo` must give each
-(the end-to-end test asserts every cell), and autograder/README.md shows the same table.
+answer cells filled in: the solution, the solution in another honest style, one typical mistake
+(`autograder/mistakes.py`), a cheat or attack (`autograder/attacks.py`), or something broken.
+`EXPECTED_SCORES` is what `python -m autograder.demo` must give each (the end-to-end test asserts
+every cell), and autograder/README.md shows the same table.
+
+Git cannot hold a hard link or a FIFO, so `build(target, special_files=True)` (what the
+end-to-end test grades) adds the samples in `SPECIAL_FILE_SAMPLES`; the committed folder has
+the others.
 """
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
+from autograder.attacks import ATTACKS
 from autograder.mistakes import MISTAKES, mistaken_submission, unanswered_submission
 from autograder.reference import FUNCTION_NAMES, solution_sources
 
@@ -88,6 +95,28 @@ FAKE_PACKAGES = {
     "autograder/judge.py": "def grade(*args, **kwargs):\n    return {}\n",
 }
 
+# ---- honest styles (issue 13, point 7): each must get full marks ---------------------------
+
+HELPER_CELL = '''\
+import math
+
+
+def interpolate(start, end, fraction):
+    """The point `fraction` of the way from start to end."""
+    return start + fraction * (end - start)
+'''
+HELPER_EDIT = ("diffusion_angles = start_angle + diffusion_times * (end_angle - start_angle)",
+               "diffusion_angles = interpolate(start_angle, end_angle, diffusion_times)")
+LAB_CELL_METADATA = {"jupyter": {"source_hidden": False, "outputs_hidden": False},
+                     "tags": [], "trusted": True,
+                     "execution": {"iopub.execute_input": "2026-01-12T09:00:00.000Z",
+                                   "shell.execute_reply": "2026-01-12T09:00:01.000Z"}}
+LAB_OUTPUTS = [{"output_type": "stream", "name": "stdout", "text": ["ran in JupyterLab\n"]},
+               {"output_type": "display_data", "metadata": {},
+                "data": {"text/plain": ["<Figure size 400x400 with 4 Axes>"],
+                         "image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
+                                      "nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="}}]
+
 NOTHING = {cell: 0 for cell in POINTS}
 FULL = dict(POINTS)
 
@@ -96,12 +125,22 @@ def _all_but(cell):
     return {**FULL, cell: 0}
 
 
+HONEST_STYLES = ["honest-helpers-in-extra-cell", "honest-windows-line-endings",
+                 "honest-byte-order-mark", "honest-classic-notebook", "honest-jupyterlab"]
+SPECIAL_FILE_SAMPLES = ["cheat-hard-links-solution", "broken-fifo-notebook"]
+
 EXPECTED_SCORES = {
     "correct": FULL,
+    **{name: FULL for name in HONEST_STYLES},
     "untouched": NOTHING,
     **{f"mistake-{name.replace('_', '-')}": _all_but(f"test_{mistake.function}")
        for name, mistake in MISTAKES.items()},
     **{name: NOTHING for name in CHEATS},
+    **{name: NOTHING for name in ATTACKS},  # NOTHING: every cell 0, or `-` (FAILED)
+    "cheat-symlinks-solution": None,
+    "cheat-symlinks-neighbour": None,
+    "cheat-hard-links-solution": None,
+    "broken-fifo-notebook": None,
     "broken-kernel-exit": None,  # None: the whole submission fails, with its reason reported
     "broken-invalid-json": None,
     "broken-renamed-file": None,
@@ -113,6 +152,10 @@ EXPECTED_FAILURES = {
     "broken-invalid-json": "autograding failed",
     "broken-renamed-file": "was the file renamed?",
     "broken-endless-loop": "did not finish in time",
+    "cheat-symlinks-solution": "ddim.ipynb is a symbolic link",
+    "cheat-symlinks-neighbour": "ddim.ipynb is a symbolic link",
+    "cheat-hard-links-solution": "ddim.ipynb is a hard link",
+    "broken-fifo-notebook": "ddim.ipynb is not a regular file",
 }
 
 
@@ -128,18 +171,89 @@ def _notebook_with(answers, summary=SUMMARY):
     return notebook
 
 
+def _text(notebook):
+    return json.dumps(notebook, indent=1) + "\n"
+
+
 def _write(target, student, notebook, name=NOTEBOOK, extra_files=None):
     folder = Path(target) / student
     folder.mkdir(parents=True)
-    text = notebook if isinstance(notebook, str) else json.dumps(notebook, indent=1) + "\n"
-    (folder / name).write_text(text)
+    text = notebook if isinstance(notebook, str) else _text(notebook)
+    (folder / name).write_bytes(text.encode())
     for relative, content in (extra_files or {}).items():
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         (folder / relative).write_text(content)
 
 
-def build(target=SUBMISSIONS):
-    """Rewrites `target` from the release, the solution and the mistakes."""
+def _with_helper_cell(notebook):
+    """A code cell of the student's own, with an import and a helper, before the answers."""
+    cells = notebook["cells"]
+    first_answer = next(index for index, cell in enumerate(cells)
+                        if cell["metadata"].get("nbgrader", {}).get("solution"))
+    cells.insert(first_answer, {"cell_type": "code", "execution_count": None, "id": "myhelpers",
+                                "metadata": {}, "outputs": [], "source": HELPER_CELL})
+    return notebook
+
+
+def _classic(notebook):
+    """As the classic Notebook saves it: nbformat 4.4, no cell ids."""
+    notebook["nbformat_minor"] = 4
+    for cell in notebook["cells"]:
+        cell.pop("id", None)
+    return notebook
+
+
+def _jupyterlab(notebook):
+    """As JupyterLab saves it after a run: its cell metadata, outputs, execution counts."""
+    notebook["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
+    for count, cell in enumerate(notebook["cells"], start=1):
+        cell["metadata"].update(json.loads(json.dumps(LAB_CELL_METADATA)))
+        if cell["cell_type"] == "code":
+            cell["execution_count"] = count
+            cell["outputs"] = json.loads(json.dumps(LAB_OUTPUTS))
+    return notebook
+
+
+def _write_honest_styles(target, solution):
+    helper_answers = {**solution, "diffusion_schedule": solution["diffusion_schedule"].replace(
+        *HELPER_EDIT)}
+    _write(target, "honest-helpers-in-extra-cell",
+           _with_helper_cell(_notebook_with(helper_answers)))
+    windows = {name: source.replace("\n", "\r\n") for name, source in solution.items()}
+    _write(target, "honest-windows-line-endings",
+           _text(_notebook_with(windows)).replace("\n", "\r\n"))
+    _write(target, "honest-byte-order-mark", "\ufeff" + _text(_notebook_with(solution)))
+    _write(target, "honest-classic-notebook", _classic(_notebook_with(solution)))
+    _write(target, "honest-jupyterlab", _jupyterlab(_notebook_with(solution)))
+
+
+def _write_links(target, solution):
+    """Notebooks that are links: to the instructor's solution, to a neighbour's notebook (and a
+    dangling link beside it, which must not stop the collection of the class)."""
+    solution_notebook = REPO_ROOT / "solutions" / "ddim" / NOTEBOOK
+    for student, linked in [("cheat-symlinks-solution", solution_notebook),
+                            ("cheat-symlinks-neighbour", Path(target) / "correct" / NOTEBOOK)]:
+        folder = Path(target) / student
+        folder.mkdir(parents=True)
+        (folder / NOTEBOOK).symlink_to(os.path.relpath(linked, folder))
+    (Path(target) / "cheat-symlinks-neighbour" / "notes.txt").symlink_to("nowhere/notes.txt")
+
+
+def _write_special_files(target, solution):
+    """A hard link to a copy of the solution outside the submissions, and a FIFO notebook (a
+    reader that follows it would wait forever)."""
+    outside = Path(target).with_name(Path(target).name + "-outside")
+    outside.mkdir(exist_ok=True)
+    (outside / NOTEBOOK).write_text(_text(_notebook_with(solution)))
+    (Path(target) / "cheat-hard-links-solution").mkdir()
+    os.link(outside / NOTEBOOK, Path(target) / "cheat-hard-links-solution" / NOTEBOOK)
+    (Path(target) / "broken-fifo-notebook").mkdir()
+    os.mkfifo(Path(target) / "broken-fifo-notebook" / NOTEBOOK)
+
+
+def build(target=SUBMISSIONS, special_files=False):
+    """Rewrites `target` from the release, the solution, the mistakes and the attacks; with
+    `special_files`, also the samples that git cannot hold (SPECIAL_FILE_SAMPLES)."""
     target = Path(target)
     if target.exists():
         shutil.rmtree(target)
@@ -148,6 +262,7 @@ def build(target=SUBMISSIONS):
 
     _write(target, "correct", _notebook_with(solution))
     _write(target, "untouched", json.loads(RELEASE.read_text()))
+    _write_honest_styles(target, solution)
     for name in MISTAKES:
         _write(target, f"mistake-{name.replace('_', '-')}",
                _notebook_with(mistaken_submission(name)))
@@ -157,6 +272,12 @@ def build(target=SUBMISSIONS):
             answers = {name: cheat for name in FUNCTION_NAMES}
         extra = FAKE_PACKAGES if student == "cheat-fake-packages" else None
         _write(target, student, _notebook_with(answers), extra_files=extra)
+    for student, attack in ATTACKS.items():
+        answers = {**unanswered, "diffusion_schedule": attack + unanswered["diffusion_schedule"]}
+        _write(target, student, _notebook_with(answers))
+    _write_links(target, solution)
+    if special_files:
+        _write_special_files(target, solution)
 
     _write(target, "broken-kernel-exit", _notebook_with(
         {**solution, "denoise": "import os\nos._exit(1)\n" + solution["denoise"]}))

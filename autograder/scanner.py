@@ -5,7 +5,9 @@ grades never depend on it; its report sits beside them so that a person can look
 """
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 SUSPICIOUS = {
@@ -22,37 +24,108 @@ SUSPICIOUS = {
                                     r"setattr\(\s*(np|numpy|keras|ops)\b",
     "uses low-level escapes": r"\bctypes\b|\bexec\(|\beval\(|__import__|base64|marshal|pickle",
 }
+# a file's path inside the submission folder: a package or hook that Python would import first
+SHADOWS = re.compile(r"(^|/)(numpy|keras|tensorflow|autograder|diffusion_course|nbgrader|IPython|"
+                     r"ipykernel|jupyter_client)(/|\.py$)|\.pth$|__pycache__|sitecustomize|"
+                     r"usercustomize|\.jupyter|_config\.py$")
+SHADOWS_REASON = "ships a file that shadows a package or hooks imports"
+REFUSED = "refused: trusted code does not follow or copy it"
 PATTERNS = {reason: re.compile(pattern) for reason, pattern in SUSPICIOUS.items()}
+MAX_SCANNED_BYTES = 2**20  # a larger file is reported, not read
+NO_NOTEBOOK = "is not a readable notebook"
 
 
-def scan_notebook(path):
-    """[(cell label, reason, line)] for every suspicious line in the notebook's code cells."""
+def _read(path):
+    """(text, None) of a regular file, never through a link; (None, why) otherwise."""
     try:
-        notebook = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        return [("-", "is not a readable notebook", str(error)[:120])]
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        return None, f"cannot be read ({error.strerror})"
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None, "is not a regular file"
+        data = file.read(MAX_SCANNED_BYTES + 1)
+    if len(data) > MAX_SCANNED_BYTES:
+        return None, f"is over {MAX_SCANNED_BYTES} bytes, not scanned"
+    return data.decode("utf-8", errors="replace"), None
+
+
+def _scan_lines(label, text):
+    return [(label, reason, line.strip()[:120]) for line in text.splitlines()
+            for reason, pattern in PATTERNS.items() if pattern.search(line)]
+
+
+def scan_notebook_text(text):
+    """[(cell label, reason, line)] for every suspicious line in the notebook's code cells.
+
+    A malformed notebook (not JSON, `cells` not a list, a cell not an object) is one finding,
+    never an exception: one broken submission must not cost the class its report.
+    """
+    try:
+        notebook = json.loads(text.lstrip("\ufeff"))
+    except ValueError as error:
+        return [("-", NO_NOTEBOOK, str(error)[:120])]
+    cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    if not isinstance(cells, list):
+        return [("-", NO_NOTEBOOK, "it has no list of cells")]
     findings = []
-    for index, cell in enumerate(notebook.get("cells", [])):
-        nbgrader = cell.get("metadata", {}).get("nbgrader", {})
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, dict):
+            findings.append((f"cell {index}", NO_NOTEBOOK, "the cell is not an object"))
+            continue
+        metadata = cell.get("metadata")
+        nbgrader = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+        nbgrader = nbgrader if isinstance(nbgrader, dict) else {}
         if cell.get("cell_type") != "code" or (nbgrader.get("locked") and
                                                 not nbgrader.get("solution")):
             continue  # locked cells are the instructor's, restored by nbgrader before grading
-        label = nbgrader.get("grade_id", f"cell {index}")
         source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else source
-        for line in source.splitlines():
-            for reason, pattern in PATTERNS.items():
-                if pattern.search(line):
-                    findings.append((label, reason, line.strip()[:120]))
+        source = "".join(map(str, source)) if isinstance(source, list) else str(source)
+        findings.extend(_scan_lines(str(nbgrader.get("grade_id", f"cell {index}")), source))
     return findings
 
 
-def scan_folder(submitted):
-    """{student: findings} for a folder laid out as <student>/<assignment>/*.ipynb."""
+def scan_submission(folder):
+    """[(label, reason, line)] for one student's folder: its notebooks' code cells, every
+    other file in it (a planted package, a .pth file), and every link or special file."""
+    findings = []
+    for directory, subfolders, files in os.walk(folder):  # never descends into a link
+        for name in sorted(subfolders + files):
+            path = Path(directory) / name
+            label = str(path.relative_to(folder))
+            info = path.lstat()
+            if SHADOWS.search(label) and not stat.S_ISDIR(info.st_mode):
+                findings.append((label, SHADOWS_REASON, name))
+            if stat.S_ISLNK(info.st_mode):
+                findings.append((label, REFUSED, f"a symbolic link to {os.readlink(path)}"))
+            elif stat.S_ISDIR(info.st_mode):
+                continue
+            elif not stat.S_ISREG(info.st_mode):
+                findings.append((label, REFUSED, "not a regular file (a FIFO or device)"))
+            elif info.st_nlink > 1:
+                findings.append((label, REFUSED, f"a hard link ({info.st_nlink} names)"))
+            else:
+                text, problem = _read(path)
+                if problem is not None:
+                    findings.append((label, "could not be scanned", problem))
+                elif name.endswith(".ipynb"):
+                    findings.extend((f"{label}: {cell}", reason, line)
+                                    for cell, reason, line in scan_notebook_text(text))
+                else:
+                    findings.extend(_scan_lines(label, text))
+        subfolders[:] = [name for name in subfolders
+                         if not (Path(directory) / name).is_symlink()]
+    return findings
+
+
+def scan_folder(submissions):
+    """{student: findings} for a folder with one subfolder per student."""
     report = {}
-    for student in sorted(path for path in Path(submitted).iterdir() if path.is_dir()):
-        report[student.name] = [finding for notebook in sorted(student.rglob("*.ipynb"))
-                                for finding in scan_notebook(notebook)]
+    for entry in sorted(os.scandir(submissions), key=lambda entry: entry.name):
+        if entry.is_symlink():
+            report[entry.name] = [("-", REFUSED, "the student folder is a symbolic link")]
+        elif entry.is_dir(follow_symlinks=False):
+            report[entry.name] = scan_submission(Path(entry.path))
     return report
 
 
@@ -60,7 +133,8 @@ def format_report(report):
     lines = ["# Submission scanner report", "",
              "Flags are for manual review only; grades do not depend on them.", ""]
     for student, findings in report.items():
-        lines.append(f"## {student}: {'FLAGGED' if findings else 'nothing found'}")
+        name = student if student.isprintable() else repr(student)
+        lines.append(f"## {name}: {'FLAGGED' if findings else 'nothing found'}")
         lines.extend(f"- `{label}`: {reason}: `{line}`" for label, reason, line in findings)
         lines.append("")
     return "\n".join(lines)

@@ -1,33 +1,51 @@
-"""The nbgrader preprocessor that makes the hidden tests' verdicts tamper-proof.
+"""The nbgrader preprocessors that put the judge's verdicts into the graded test cells.
 
-It runs after the student's notebook has executed. It takes the three answer cells' source from
-the notebook, asks `autograder.judge` to test them in fresh sandboxed processes against the
-reference, and replaces the outputs of each graded test cell with that verdict: an error output
-when it failed (nbgrader then gives 0), a partial score when the verdict gives one. Whatever the
-student's kernel printed, patched or suppressed in those cells no longer counts.
+`StartVerdict` runs before the notebook executes: it takes the student's cells from the
+notebook and starts `judge.grade` in the background, so the judge's runners and the student's
+kernel share the machine. `ExternalVerdict` runs after: it waits for the verdicts and replaces
+the outputs of each graded test cell with its verdict, an error output when it failed (nbgrader
+then gives 0), a partial score when the verdict gives one. Whatever the student's kernel
+printed, patched or suppressed in those cells no longer counts.
+
+The verdicts are also written to `records_folder(...)/VERDICTS_FILE`, where no student code can
+reach. A fault of the grader (GraderError, or any error of the trusted code) is never a
+verdict: it is written to GRADER_ERROR_FILE there and raised, so that nbgrader records no grade
+and the grading run reports FAILED (grader error) and grades the student again.
 """
 
 import json
+import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool
 
-from autograder import VERDICTS_FILE, judge, sandbox
-from autograder.reference import FUNCTION_NAMES, setup_source
+from autograder import GRADER_ERROR_FILE, TEST_CELLS, VERDICTS_FILE, records_folder
+from autograder.errors import GraderError
+from autograder.submission import function_programs
 
-# The judge starts each runner in its own folder (written there) beside its copy of the student
-# runner, the one file of the autograder that sandboxed code may see (read-only).
-SANDBOX_PREFIX = (*sandbox.WRAPPER, "run", "--limits", "runner", "--write", ".", "--allow",
-                  "../student_runner.py", "--")
+JUDGING = "autograder_judging"  # the key of the running judgement in nbconvert's resources
 
 
-def answer_sources(notebook):
-    """{function name: source of its answer cell}; an absent cell gives an empty source."""
-    by_grade_id = {cell.metadata.get("nbgrader", {}).get("grade_id"): cell.source
-                   for cell in notebook.cells if cell.cell_type == "code"}
-    return {name: by_grade_id.get(f"answer_{name}", "") for name in FUNCTION_NAMES}
+def _grade_in_background(programs):
+    """A Future of the verdicts. The judge (and TensorFlow with it) is imported in that thread:
+    nbgrader starts the student's kernel meanwhile instead of waiting for the import."""
+    future = Future()
+
+    def run():
+        try:
+            from autograder import judge
+            from autograder.reference import setup_source
+
+            future.set_result(judge.grade(programs, setup_source()))
+        except BaseException as error:  # noqa: BLE001 - handed to whoever collects the result
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="judge", daemon=True).start()
+    return future
 
 
 def verdict_outputs(verdict, points):
@@ -47,21 +65,61 @@ def verdict_outputs(verdict, points):
     return outputs
 
 
+def _records(resources):
+    """This student's records folder (made private to the grading user), emptied of old ones."""
+    nbgrader = resources["nbgrader"]
+    course_root = os.environ.get("AUTOGRADER_COURSE_ROOT") or Path(
+        resources["metadata"]["path"]).resolve().parents[2]
+    folder = records_folder(course_root, nbgrader["student"], nbgrader["assignment"])
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def write_record(folder, name, value):
+    """Writes JSON atomically, never through a link."""
+    temporary = Path(folder) / f".{name}.{os.getpid()}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                         0o600)
+    with os.fdopen(descriptor, "w") as record:
+        json.dump(value, record, indent=2)
+    os.replace(temporary, Path(folder) / name)
+
+
+class StartVerdict(NbGraderPreprocessor):
+    """Starts the judge on the student's cells before the notebook executes."""
+
+    enabled = Bool(True, help="Grade the DDIM functions outside the kernel").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        folder = _records(resources)
+        for name in (VERDICTS_FILE, GRADER_ERROR_FILE):
+            (folder / name).unlink(missing_ok=True)
+        resources[JUDGING] = _grade_in_background(function_programs(nb, tuple(TEST_CELLS)))
+        return nb, resources
+
+
 class ExternalVerdict(NbGraderPreprocessor):
     """Replaces the graded test cells' outputs with verdicts computed outside the kernel."""
 
     enabled = Bool(True, help="Grade the DDIM functions outside the kernel").tag(config=True)
 
     def preprocess(self, nb, resources):
-        verdicts = judge.grade(answer_sources(nb), setup_source(), sandbox_prefix=SANDBOX_PREFIX)
+        folder = _records(resources)
+        judging = resources.pop(JUDGING, None) or _grade_in_background(
+            function_programs(nb, tuple(TEST_CELLS)))
+        try:
+            verdicts = judging.result()
+        except Exception as error:  # noqa: BLE001 - every fault of the trusted side is ours
+            reason = str(error) if isinstance(error, GraderError) else (
+                f"{type(error).__name__} in the grader: {error}")
+            write_record(folder, GRADER_ERROR_FILE, {"reason": reason})
+            raise GraderError(reason) from error
         for cell in nb.cells:
             metadata = cell.metadata.get("nbgrader", {})
             verdict = verdicts.get(metadata.get("grade_id"))
             if cell.cell_type == "code" and metadata.get("grade") and verdict is not None:
                 cell.outputs = verdict_outputs(verdict, metadata.get("points", 0))
-        folder = Path(resources.get("metadata", {}).get("path", "."))
-        (folder / VERDICTS_FILE).write_text(json.dumps(
-            {grade_id: {"passed": verdict.passed, "score_fraction": verdict.score_fraction,
-                        "message": verdict.message} for grade_id, verdict in verdicts.items()},
-            indent=2))
+        write_record(folder, VERDICTS_FILE, {
+            grade_id: {"passed": verdict.passed, "score_fraction": verdict.score_fraction,
+                       "message": verdict.message} for grade_id, verdict in verdicts.items()})
         return nb, resources

@@ -4,14 +4,19 @@ import csv
 import json
 import os
 import re
+import shutil
+import signal
+import site
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from autograder import sample_submissions, sandbox, scanner
+from autograder import sample_submissions, sandbox
+from autograder.attacks import ATTACKS, PLANTED
 from autograder.reference import solution_sources
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,11 +80,14 @@ def test_the_sample_submissions_are_up_to_date(tmp_path):
     committed = sample_submissions.SUBMISSIONS
     assert built == sorted(path.name for path in committed.iterdir())
     for path in (tmp_path / "submissions").rglob("*"):
+        twin = committed / path.relative_to(tmp_path / "submissions")
+        assert path.is_symlink() == twin.is_symlink(), twin
         if path.is_file():
-            twin = committed / path.relative_to(tmp_path / "submissions")
-            assert twin.read_text() == path.read_text(), (
+            assert twin.read_bytes() == path.read_bytes(), (
                 f"{twin} is stale: run `python -m autograder.sample_submissions`")
-    assert set(built) == set(sample_submissions.EXPECTED_SCORES)
+    special = sample_submissions.build(tmp_path / "special", special_files=True)
+    assert set(special) - set(built) == set(sample_submissions.SPECIAL_FILE_SAMPLES)
+    assert set(special) == set(sample_submissions.EXPECTED_SCORES)
 
 
 def test_the_readme_table_shows_the_expected_grades():
@@ -96,15 +104,6 @@ def test_the_readme_table_shows_the_expected_grades():
             assert numbers[:4] == [scores[cell] for cell in sample_submissions.POINTS], row
 
 
-def test_the_scanner_flags_every_cheat_and_no_honest_submission():
-    report = scanner.scan_folder(sample_submissions.SUBMISSIONS)
-    for student in sample_submissions.CHEATS:
-        if student != "cheat-fake-packages":  # that cheat is files, which are never collected
-            assert report[student], f"{student} was not flagged"
-    for student in ["correct", "untouched", *[s for s in report if s.startswith("mistake-")]]:
-        assert not report[student], f"{student} was flagged: {report[student]}"
-
-
 def sandbox_available():
     try:
         sandbox.check_available()
@@ -113,42 +112,125 @@ def sandbox_available():
         return False
 
 
+STUDENTS_ADDED_BY_THE_TEST = {
+    "--help": "untouched",  # parsed as an option if the name were passed as an argument
+    "two\nlines": None,  # nbgrader's paths cannot hold it: refused with the reason
+}
+PLANTED_LOOKUP_PLACES = ["/tmp", "/dev/shm", "/var/tmp", *site.getsitepackages(),
+                         site.getusersitepackages()]
+
+
+def graded_results(out):
+    """How many students nbgrader has finished (refused ones have no attempt)."""
+    results = [json.loads(path.read_text()) for path in (out / "results").glob("*.json")]
+    return sum(result.get("attempts", 0) > 0 for result in results)
+
+
+def planted_files(*places):
+    """Files an attack made (named planted_by_student*) under `places`, never following a link;
+    files that other processes delete meanwhile are skipped."""
+    found = []
+    for place in places:
+        for folder, subfolders, files in os.walk(place):
+            subfolders[:] = [name for name in subfolders if name != "submissions"]
+            found += [Path(folder) / name for name in subfolders + files
+                      if name.startswith(PLANTED)]
+    return found
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """Runs the autograde demo over every sample submission once (about 5 minutes)."""
-    out = tmp_path_factory.mktemp("demo") / "course"
-    result = subprocess.run(
-        [sys.executable, "-m", "autograder.demo", "--jobs", "2", "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "DDIM_CELL_TIMEOUT": "30"})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    """Grades every sample submission (the hard-link and FIFO samples too) with the demo,
+    --jobs 2: a Ctrl-C once a few students are done, then the rerun that finishes the class."""
+    root = tmp_path_factory.mktemp("demo")
+    submissions, out, home = root / "submissions", root / "course", root / "home"
+    sample_submissions.build(submissions, special_files=True)
+    for student, copied in STUDENTS_ADDED_BY_THE_TEST.items():
+        shutil.copytree(submissions / (copied or "correct"), submissions / student)
+    home.mkdir()
+    before = set(planted_files(*PLANTED_LOOKUP_PLACES))
+    command = [sys.executable, "-m", "autograder.demo", "--jobs", "2",
+               "--submissions", str(submissions), "--out", str(out)]
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DDIM_CELL_TIMEOUT": "60",
+                   "HOME": str(home), "DIFFUSION_GRADER_CACHE": str(root / "cache")}
+    first = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=environment)
+    while first.poll() is None and (not (out / "results").is_dir() or graded_results(out) < 2):
+        time.sleep(1)
+    first.send_signal(signal.SIGINT)
+    stdout, stderr = first.communicate(timeout=600)
+    with open(out / "grade_table.csv") as table:
+        interrupted = {row["student"]: row for row in csv.DictReader(table)}
+    interruption = (first.returncode, stdout + stderr, interrupted)
+
+    second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=2400, env=environment)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     with open(out / "grade_table.csv") as table:
         rows = {row["student"]: row for row in csv.DictReader(table)}
-    return out, rows, result.stdout
+    planted = set(planted_files(*PLANTED_LOOKUP_PLACES, REPO_ROOT, home, root / "cache", out))
+    return out, rows, second.stdout, interruption, planted - before
+
+
+@pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
+def test_ctrl_c_keeps_finished_work_and_a_rerun_grades_only_the_rest(demo):
+    out, rows, stdout, (returncode, output, interrupted), _ = demo
+    assert returncode == 130, output[-3000:]
+    assert "To grade them, run again" in output
+    assert set(interrupted) == set(rows), "every student is in the table, graded or not"
+    waiting = [student for student, row in interrupted.items()
+               if row["status"].startswith("NOT GRADED")]
+    graded = [student for student, row in interrupted.items()  # by nbgrader, not refused
+              if not row["status"].startswith("NOT GRADED") and row["seconds"] != "0"]
+    assert waiting and len(graded) >= 2, interrupted
+    assert f"Resuming: {len(rows) - len(waiting)} of {len(rows)} students" in stdout
+    assert not any(row["status"].startswith("NOT GRADED") for row in rows.values())
 
 
 @pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
 def test_every_sample_submission_gets_its_expected_grade(demo):
-    out, rows, _ = demo
-    assert set(rows) == set(sample_submissions.EXPECTED_SCORES)
-    for student, expected in sample_submissions.EXPECTED_SCORES.items():
+    out, rows, _, _, _ = demo
+    expected_scores = {**sample_submissions.EXPECTED_SCORES, "--help": sample_submissions.NOTHING,
+                       "two\nlines": None}
+    assert set(rows) == set(expected_scores)
+    for student, expected in expected_scores.items():
         row = rows[student]
         if expected is None:
             assert row["status"].startswith("FAILED"), (student, row)
-            continue
-        got = {cell: float(row[cell]) for cell in expected}
-        assert got == {cell: float(points) for cell, points in expected.items()}, student
+            assert all(row[cell] == "-" for cell in sample_submissions.POINTS), (student, row)
+        elif expected is sample_submissions.NOTHING:  # an attack earns nothing, FAILED or not
+            assert all(row[cell] in ("0", "-") for cell in expected), (student, row)
+            assert "grader error" not in row["status"], (student, row)
+        else:
+            got = {cell: float(row[cell]) for cell in expected}
+            assert got == {cell: float(points) for cell, points in expected.items()}, (
+                student, row)
     for student, reason in sample_submissions.EXPECTED_FAILURES.items():
         assert reason in rows[student]["status"], (student, rows[student]["status"])
-    assert rows["untouched"]["written summary"] == "No response"
+    assert "control character" in rows["two\nlines"]["status"]
+    assert rows["untouched"]["to grade by hand (of 5)"] == "No response"
+    assert rows["correct"]["to grade by hand (of 5)"] == "summary: 5 points"
+    assert list(rows["correct"])[1:5] == list(sample_submissions.POINTS), "notebook order"
+
+
+@pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
+def test_no_attack_leaves_anything_behind(demo):
+    _, _, _, _, planted = demo
+    own_folders = {("autograded", student) for student in ATTACKS}
+    escaped = [path for path in planted
+               if not any(f"/{step}/{student}/" in str(path) for step, student in own_folders)]
+    assert not escaped, f"student code wrote outside its own folder: {escaped}"
 
 
 @pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
 def test_the_demo_writes_exports_feedback_and_an_untampered_gradebook(demo):
-    out, rows, stdout = demo
-    assert (out / "grades.csv").read_text().count("\n") >= 2
+    out, rows, stdout, _, _ = demo
+    exported = list(csv.DictReader(open(out / "grades.csv")))
+    # every student, but the one whose name nbgrader's CSV cannot hold (it has its row above)
+    assert {row["student_id"] for row in exported} == set(rows) - {"two\nlines"}
     assert (out / "feedback" / "correct" / "ddim" / "ddim.html").exists()
-    assert "FLAGGED" in (out / "scan_report.md").read_text()
+    scan = (out / "scan_report.md").read_text()
+    assert "FLAGGED" in scan and "'two\\nlines'" in scan
     with sqlite3.connect(out / "gradebook.db") as database:
         tampered = database.execute("SELECT COUNT(*) FROM grade WHERE manual_score IS NOT NULL")
         assert tampered.fetchone()[0] == 0, "a submission rewrote the gradebook"

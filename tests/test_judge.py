@@ -1,18 +1,28 @@
-"""The trusted grader: the reference passes, each typical mistake fails its own test only.
+"""The trusted grader: the reference passes, each typical mistake fails its own test only, and a
+fault of the grader is never the student's zero.
 
-Every grading runs the real student runner in subprocesses and a real (short) training run; the
-reference run and the untrained model are measured once, in a cache shared by the whole module.
-Submissions whose failed functions are replaced by the reference's train exactly the reference,
-so their training verdict reuses that run.
+Every grading runs the real student runner in sandboxed subprocesses and a real (short)
+training run; the reference run and the untrained model are measured once, in a cache shared
+by the whole module. Submissions whose failed functions are replaced by the reference's train
+exactly the reference, so their training verdict reuses that run.
 """
 
+import io
 import json
+import os
 import re
+import signal
+import struct
+from concurrent.futures import Future
 
+import nbformat
+import numpy as np
 import pytest
 
-from autograder import student_runner
-from autograder.judge import TEST_CELLS, TRAINING_TEST_CELL, grade, judge_units, load_runner_result
+from autograder import GRADER_ERROR_FILE, VERDICTS_FILE, records_folder
+from autograder.errors import GraderError
+from autograder.grader_state.cache import MetricsCache
+from autograder.judge import grade
 from autograder.mistakes import (
     FUNCTION_NAMES,
     MISTAKES,
@@ -20,6 +30,17 @@ from autograder.mistakes import (
     unanswered_submission,
 )
 from autograder.reference import setup_source, solution_sources
+from autograder.runner import launch, probes
+from autograder.runner.channel import ArrayStore, MalformedMessage, read_message, write_message
+from autograder.submission import (
+    UnreadableSubmission,
+    function_programs,
+    normalise_cells,
+    read_notebook_text,
+)
+from autograder.verdict import JUDGING, ExternalVerdict, write_record
+from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
+from autograder.verdicts.checks import Verdict
 from diffusion_course.config import DDIMConfig
 
 ALL_CELLS = (*TEST_CELLS.values(), TRAINING_TEST_CELL)
@@ -76,7 +97,8 @@ def grade_submission(tmp_path_factory):
     config = DDIMConfig.from_profile("quick")
 
     def grade_it(functions, **options):
-        return grade(functions, setup_source(), config=config, cache_dir=cache_dir, **options)
+        return grade(functions, setup_source(), config=config, **{"cache_dir": cache_dir,
+                                                                   **options})
 
     return grade_it
 
@@ -154,21 +176,312 @@ def test_a_runner_that_kills_itself_fails_every_test_with_a_clear_message(grade_
     assert not verdicts[TRAINING_TEST_CELL].passed
 
 
-def test_a_runner_that_runs_too_long_is_stopped(grade_submission):
-    verdicts = grade_submission(solution_sources(), timeout=2)
+
+
+def test_a_runner_stuck_in_student_code_that_defeats_the_time_limit_is_stopped(
+        grade_submission, monkeypatch):
+    # no sign of life for longer than PROGRESS_WINDOW_S after the student's code began: theirs
+    monkeypatch.setattr(launch, "PROGRESS_WINDOW_S", 10)
+    stuck = ("import signal\nimport time\n\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+             "time.sleep(600)\n")
+    verdicts = grade_submission({**solution_sources(), "diffusion_schedule": stuck}, timeout=60)
     for cell in TEST_CELLS.values():
-        assert "did not finish within 2 s" in verdicts[cell].message, verdicts[cell].message
+        assert not verdicts[cell].passed
+        assert "did not finish within 60 s" in verdicts[cell].message, verdicts[cell].message
 
 
-def test_an_endless_loop_is_stopped_and_costs_its_own_function_only(tmp_path, monkeypatch):
-    """The runner's per-function time limit, here 5 s instead of 30 s."""
-    monkeypatch.setattr(student_runner, "FUNCTION_TIME_LIMIT_S", 5)
+def test_an_endless_loop_is_stopped_and_costs_its_own_function_only(monkeypatch):
+    """The runner's per-function time limit, here 10 s instead of 30 s, run in this process."""
+    monkeypatch.setattr(probes, "FUNCTION_TIME_LIMIT_S", 10)
     config = DDIMConfig.from_profile("quick")
     looping_denoise = "def denoise(self, *args, **kwargs):\n    while True:\n        pass\n"
-    request = {"task": "units", "preamble": setup_source(), "config": config.to_dict(),
-               "functions": {**solution_sources(), "denoise": looping_denoise}}
-    (tmp_path / "request.json").write_text(json.dumps(request))
-    student_runner.main(tmp_path / "request.json", tmp_path / "result")
-    verdicts = judge_units(load_runner_result(tmp_path / "result"), config)
+    sources = {**solution_sources(), "denoise": looping_denoise}
+    request = {"preamble": setup_source(), "programs": {
+        name: [{"label": f"{name} cell", "source": source, "own": True}]
+        for name, source in sources.items()}}
+    store = ArrayStore()
+    result = probes.run_units(request, config, store, lambda: None)
+    stream = io.BytesIO()
+    write_message(stream, result, store)
+    stream.seek(0)
+    verdicts = judge_units(read_message(stream, 2**26), config)
     assert "were stopped (an endless loop?)" in verdicts["denoise"].message
     assert verdicts["diffusion_schedule"].passed and verdicts["reverse_diffusion"].passed
+
+
+# ---- honest variants: extra cells, line endings, byte-order marks, old and new editors -------
+
+
+def _cell(cell_type, source, grade_id=None, **nbgrader):
+    cell = (nbformat.v4.new_code_cell(source) if cell_type == "code"
+            else nbformat.v4.new_markdown_cell(source))
+    if grade_id is not None:
+        cell.metadata["nbgrader"] = {"grade_id": grade_id, "schema_version": 3, **nbgrader}
+    return cell
+
+
+def honest_notebook(answers):
+    """A notebook laid out like the release, with the student's extra cells and copied cells."""
+    cells = [_cell("code", setup_source(), "setup", locked=True)]
+    for name in FUNCTION_NAMES:
+        cells.append(_cell("code", answers[name], f"answer_{name}", solution=True))
+        cells.append(_cell("code", "print('self-check')", TEST_CELLS[name], grade=True,
+                           points=3))
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+# the most common student style: imports and a helper in a cell of their own, used later
+HELPER_CELL = """import math
+
+
+def angle_range(config):
+    return math.acos(config.max_signal_rate), math.acos(config.min_signal_rate)
+"""
+SCHEDULE_WITH_HELPER = """def diffusion_schedule(self, diffusion_times):\r
+    start_angle, end_angle = angle_range(self.config)\r
+    angles = start_angle + ops.cast(diffusion_times, "float32") * (end_angle - start_angle)\r
+    return ops.sin(angles), ops.cos(angles)\r
+"""
+
+
+def test_function_programs_run_the_students_extra_cells_before_each_answer():
+    notebook = honest_notebook(solution_sources())
+    notebook.cells.insert(1, _cell("code", HELPER_CELL))
+    notebook.cells.insert(2, _cell("markdown", "my notes"))
+    # after test_denoise: visible to reverse_diffusion only
+    notebook.cells.insert(7, _cell("code", "STEPS = 3"))
+    programs = function_programs(notebook, FUNCTION_NAMES)
+    assert [cell["own"] for cell in programs["diffusion_schedule"]] == [False, True]
+    assert programs["diffusion_schedule"][0]["source"] == HELPER_CELL
+    assert [cell["source"] for cell in programs["reverse_diffusion"]][:2] == [HELPER_CELL,
+                                                                              "STEPS = 3"]
+    assert programs["reverse_diffusion"][-1]["own"]
+
+
+def test_a_copied_answer_cell_or_a_lost_grade_id_becomes_a_plain_student_cell():
+    notebook = honest_notebook(solution_sources())
+    copy = _cell("code", "def denoise(self, *args):\n    pass\n", "answer_denoise", solution=True)
+    lost = _cell("code", "x = 1", None)
+    lost.metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False}
+    unknown = _cell("code", "y = 2", "answer_denoise-Copy1", solution=True)
+    notebook.cells[3:3] = [copy, lost, unknown]
+    known = {"setup", *(f"answer_{name}" for name in FUNCTION_NAMES), *TEST_CELLS.values()}
+    normalised = normalise_cells(notebook, known)
+    assert "nbgrader" not in normalised.cells[4].metadata
+    assert "nbgrader" not in normalised.cells[5].metadata
+    # nbgrader's DeduplicateIds keeps the last copy; the judge runs both, in order
+    assert [cell["source"] for cell in function_programs(normalised, FUNCTION_NAMES)["denoise"]
+            if cell["own"]] == [copy.source, solution_sources()["denoise"]]
+
+
+def test_byte_order_marks_crlf_and_classic_notebooks_are_read_and_old_formats_refused():
+    notebook = honest_notebook(solution_sources())
+    for cell in notebook.cells:
+        del cell["id"]  # the classic Notebook writes nbformat 4.4 without cell ids
+        cell.metadata["jupyter"] = {"source_hidden": False}  # JupyterLab's metadata
+    notebook.nbformat_minor = 4
+    notebook.cells[1].outputs = [nbformat.v4.new_output("stream", text="old output\n")]
+    text = "\ufeff" + nbformat.writes(notebook).replace("\n", "\r\n")
+    read = read_notebook_text(text)
+    assert function_programs(read, FUNCTION_NAMES)["denoise"][0]["source"] == (
+        solution_sources()["denoise"])
+    version_3 = json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [],
+                            "metadata": {}})
+    with pytest.raises(UnreadableSubmission, match="nbformat 3"):
+        read_notebook_text(version_3)
+    with pytest.raises(UnreadableSubmission, match="not valid JSON"):
+        read_notebook_text('{"cells": [')
+    with pytest.raises(UnreadableSubmission, match="not a valid Jupyter notebook"):
+        read_notebook_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                                       "cells": "not a list"}))
+
+
+def test_an_honest_student_with_helpers_in_an_extra_cell_and_crlf_gets_full_marks(
+        grade_submission):
+    notebook = honest_notebook({**solution_sources(), "diffusion_schedule": SCHEDULE_WITH_HELPER})
+    notebook.cells.insert(1, _cell("code", HELPER_CELL))
+    verdicts = grade_submission(function_programs(notebook, FUNCTION_NAMES))
+    for cell, verdict in verdicts.items():
+        assert verdict.passed and verdict.score_fraction == 1.0, (cell, verdict.message)
+
+
+# ---- the assignment stays the student's work ---------------------------------------------------
+
+
+def test_importing_the_librarys_schedule_or_sampler_fails_with_the_reason(grade_submission):
+    borrowed = ("from diffusion_course.schedules import CosineSchedule\n\n\n"
+                "def diffusion_schedule(self, diffusion_times):\n"
+                "    return CosineSchedule()(diffusion_times)\n")
+    verdicts = grade_submission({**solution_sources(), "diffusion_schedule": borrowed})
+    schedule = verdicts["test_diffusion_schedule"]
+    assert not schedule.passed and schedule.score_fraction == 0.0
+    assert "imports diffusion_course.schedules" in schedule.message
+    assert "cannot import the library's schedule and sampler modules" in schedule.message
+    assert verdicts["test_denoise"].passed and verdicts["test_reverse_diffusion"].passed
+
+
+# ---- the runner's result: a pipe the judge owns, read with caps ---------------------------------
+
+
+def _message_bytes(header, data=b""):
+    encoded = json.dumps(header).encode()
+    return io.BytesIO(struct.pack(">I", len(encoded)) + encoded + data)
+
+
+def test_the_result_channel_refuses_oversized_exotic_and_truncated_arrays():
+    # 1 GiB declared in a few bytes: refused before anything is allocated
+    huge = {"event": "units", "x": {"array": 0},
+            "arrays": [{"dtype": "float64", "shape": [2**27]}]}
+    with pytest.raises(MalformedMessage, match="cap"):
+        read_message(_message_bytes(huge), 2**26)
+    for dtype in ("object", "V16", "<U5"):
+        with pytest.raises(MalformedMessage):
+            read_message(_message_bytes({"arrays": [{"dtype": dtype, "shape": [1]}]}), 2**26)
+    with pytest.raises(MalformedMessage):
+        read_message(_message_bytes({"arrays": [{"dtype": "float32", "shape": [-1]}]}), 2**26)
+    with pytest.raises(EOFError):
+        read_message(_message_bytes({"arrays": [{"dtype": "float32", "shape": [4]}]},
+                                    b"\0" * 8), 2**26)
+    # a well-formed message comes back exactly
+    store, stream = ArrayStore(), io.BytesIO()
+    write_message(stream, {"value": store.add(np.arange(6.0).reshape(2, 3)),
+                           "scalar": store.add(np.int64(7))}, store)
+    stream.seek(0)
+    message = read_message(stream, 2**20)
+    assert message["value"].tolist() == [[0, 1, 2], [3, 4, 5]] and message["scalar"] == 7
+
+
+FORGED_RESULT = """import gc, json, struct
+channel = next(o for o in gc.get_objects() if type(o).__name__ == "_Channel")
+header = json.dumps({"event": "units", "arrays": [{"dtype": "float64", "shape": [2**30]}]})
+channel.stream.write(struct.pack(">I", len(header)) + header.encode() + b"\\0" * 2**20)
+channel.stream.flush()
+"""
+
+
+def test_a_forged_oversized_result_is_refused_and_costs_the_student(grade_submission):
+    verdicts = grade_submission({**solution_sources(), "diffusion_schedule": FORGED_RESULT})
+    for cell in TEST_CELLS.values():
+        assert not verdicts[cell].passed
+        assert "malformed result" in verdicts[cell].message, verdicts[cell].message
+
+
+# ---- a fault of the grader is never the student's zero ------------------------------------------
+
+
+RAN = {"ready": True, "student_code_ran": True}
+
+
+@pytest.mark.parametrize("evidence, reason", [
+    ({"report": {"setup_error": "bwrap: cannot mount /proc"}, "returncode": 125},
+     "sandbox could not be set up"),
+    ({"returncode": 125, **RAN}, "sandbox could not be set up"),
+    ({"report": {"limit": "memory limit 2 GiB exceeded"}, "returncode": -9},
+     "before any student code ran"),
+    ({"timed_out": 180, "ready": False}, "did not get to the student's code"),
+    ({"timed_out": 240, "seconds_since_progress": 2.0, **RAN}, "still making progress"),
+    ({"returncode": -signal.SIGKILL, **RAN}, "killed from outside"),
+    ({"returncode": 1, "ready": True, "runner_error": {"type": "OSError",
+                                                       "message": "No space left on device"}},
+     "before running any student code"),
+])
+def test_faults_of_the_grader_are_grader_errors(evidence, reason):
+    failure = launch.classify_failure("training run", evidence)
+    assert isinstance(failure, GraderError) and reason in str(failure), failure
+
+
+@pytest.mark.parametrize("evidence, reason", [
+    ({"report": {"limit": "memory limit 2 GiB exceeded"}, "returncode": -9, **RAN},
+     "memory limit 2 GiB exceeded in the training run"),
+    ({"timed_out": 240, "seconds_since_progress": 100.0, **RAN}, "did not finish within 240 s"),
+    ({"timed_out": 240, "seconds_since_progress": 5.0, "cancelled": True, **RAN},
+     "still making progress"),
+    ({"returncode": 3, **RAN}, "crashed (exit code 3)"),
+    ({"returncode": -signal.SIGSEGV, **RAN}, "killed by signal 11"),
+    ({"returncode": -signal.SIGKILL, "cancelled": True, "malformed": "a cap", **RAN},
+     "malformed result"),
+])
+def test_faults_of_the_students_code_are_runner_failures(evidence, reason):
+    failure = launch.classify_failure("training run", evidence)
+    assert reason in str(failure), failure
+    assert isinstance(failure, GraderError) == ("still making progress" in reason)
+
+
+def test_a_cache_that_is_not_the_graders_own_is_a_grader_error(tmp_path, grade_submission):
+    foreign = tmp_path / "foreign-cache"
+    foreign.mkdir()
+    os.chown(foreign, 12345, 12345) if os.getuid() == 0 else foreign.chmod(0o000)
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (tmp_path / "linked-cache").symlink_to(planted)
+    for cache_dir in (foreign, tmp_path / "linked-cache"):
+        with pytest.raises(GraderError, match="cache"):
+            grade_submission(solution_sources(), cache_dir=cache_dir)
+
+
+def test_a_cache_entry_is_used_only_if_intact_and_private(tmp_path):
+    cache = MetricsCache(tmp_path / "cache")
+    description = {"kind": "trained", "code": "abc"}
+    cache.put(description, {"kid": 0.9})
+    assert cache.get(description) == {"kid": 0.9}
+    assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
+    (entry,) = (tmp_path / "cache").glob("trained-*.json")
+    poisoned = json.loads(entry.read_text())
+    poisoned["metrics"]["kid"] = 0.0  # a cheat's perfect score, without the matching hash
+    entry.write_text(json.dumps(poisoned))
+    assert cache.get(description) is None
+    cache.put(description, {"kid": 0.9})
+    target = tmp_path / "elsewhere.json"
+    entry.rename(target)
+    entry.symlink_to(target)  # never followed
+    assert cache.get(description) is None
+
+
+def test_records_are_written_over_a_planted_link_never_through_it(tmp_path):
+    victim = tmp_path / "someone-elses-notebook.ipynb"
+    victim.write_text("their work")
+    (tmp_path / "verdicts.json").symlink_to(victim)
+    write_record(tmp_path, "verdicts.json", {"test_denoise": "FAILED"})
+    assert victim.read_text() == "their work"
+    assert not (tmp_path / "verdicts.json").is_symlink()
+
+
+def test_a_limit_hit_by_student_code_is_named_in_the_verdict(grade_submission):
+    flood = "import sys\n\nfor _ in range(40):\n    sys.stderr.write('x' * 2**20)\n"
+    verdicts = grade_submission({**solution_sources(), "denoise": flood})
+    for cell in TEST_CELLS.values():
+        message = verdicts[cell].message
+        assert not verdicts[cell].passed
+        assert re.search(r"output limit \S+ \S+ exceeded in the units run", message), message
+
+
+def _judged(outcome):
+    future = Future()
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+    return future
+
+
+def test_external_verdict_records_verdicts_and_grader_errors_outside_the_sandbox(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_COURSE_ROOT", str(tmp_path))
+    notebook = honest_notebook(solution_sources())
+    resources = {"nbgrader": {"student": "alice", "assignment": "ddim"},
+                 "metadata": {"path": str(tmp_path / "autograded" / "alice" / "ddim")}}
+    records = records_folder(tmp_path, "alice", "ddim")
+    failed = Verdict(False, 0.0, "denoise: it used self.network")
+    ExternalVerdict().preprocess(
+        notebook, {**resources, JUDGING: _judged({"test_denoise": failed})})
+    (denoise_test,) = [cell for cell in notebook.cells
+                       if cell.metadata["nbgrader"]["grade_id"] == "test_denoise"]
+    assert denoise_test.outputs[-1]["ename"] == "AutograderVerdict"
+    assert json.loads((records / VERDICTS_FILE).read_text())["test_denoise"]["passed"] is False
+    # a fault of the grader: recorded with its reason and raised, never turned into a verdict
+    for error in (GraderError("the sandbox could not be set up"), KeyError("oops")):
+        with pytest.raises(GraderError):
+            ExternalVerdict().preprocess(notebook, {**resources,
+                                                            JUDGING: _judged(error)})
+        reason = json.loads((records / GRADER_ERROR_FILE).read_text())["reason"]
+        assert str(error) in reason or "KeyError" in reason, reason

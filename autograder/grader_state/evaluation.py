@@ -1,0 +1,130 @@
+"""The training-run evaluation: a trained model's noise MAE and KID, measured in this process.
+
+The weights come from a student runner as arrays. They are loaded into a model with the
+reference functions, so the measurement uses the reference sampler whatever the student wrote:
+
+- noise MAE: the EMA network's noise predictions on fixed held-out images, noises and times;
+- KID: images generated from fixed initial noise in config.kid_diffusion_steps steps, against
+  held-out images (Inception features when their weights are in the Keras cache, else the
+  offline features).
+"""
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+
+from autograder.grader_state.cache import MetricsCache, code_hash
+from autograder.reference import SOLUTION_NOTEBOOK, ReferenceDiffusionModel
+from autograder.runner.stand_ins import to_numpy
+from diffusion_course.kid import (
+    INCEPTION_WEIGHTS_FILE,
+    inception_weights_cache_dir,
+    kernel_inception_distance,
+    make_encoder,
+)
+from diffusion_course.synthetic import synthetic_flowers
+
+TRAIN_IMAGES_SEED = 0
+HELD_OUT_IMAGES_SEED = 1
+EVALUATION_SEED = 7
+
+
+def kid_feature_kind():
+    """Inception when its ImageNet weights are in the Keras cache, else the offline features."""
+    cached = Path(inception_weights_cache_dir()) / INCEPTION_WEIGHTS_FILE
+    return "inception" if cached.is_file() else "offline"
+
+
+class UnusableWeights(ValueError):
+    """The weights a runner sent do not fit the model (wrong parts, count, shape or dtype)."""
+
+
+class Evaluator:
+    """Measures models for one configuration, budget and seed; caches what it can."""
+
+    def __init__(self, config, budget, seed, cache_dir):
+        self.config = config
+        self.budget = budget
+        self.seed = seed
+        self.cache = MetricsCache(cache_dir)
+        self.held_out_images = synthetic_flowers(budget.num_kid_images, config.image_size,
+                                                 HELD_OUT_IMAGES_SEED)
+        rng = np.random.default_rng(EVALUATION_SEED)
+        image_shape = self.held_out_images.shape
+        self.initial_noise = rng.standard_normal(image_shape).astype("float32")
+        self.noises = rng.standard_normal(image_shape).astype("float32")
+        self.diffusion_times = rng.uniform(size=(image_shape[0], 1, 1, 1)).astype("float32")
+        self.features = kid_feature_kind()
+        self._encoder = None
+        self.code_hash = code_hash([SOLUTION_NOTEBOOK])
+
+    @property
+    def encoder(self):
+        """Built on first use: a submission whose metrics are all cached never needs it."""
+        if self._encoder is None:
+            self._encoder = make_encoder(self.features, self.config.image_size)
+            self.real_features = self._encoder.predict(self.held_out_images, verbose=0)
+        return self._encoder
+
+    def description(self, run):
+        """What a cache entry is the measurement of: the run and everything it depends on."""
+        return {**run, "config": self.config.to_dict(), "seed": self.seed,
+                "budget": dataclasses.asdict(self.budget), "features": self.features,
+                "backend": keras.backend.backend(), "keras": keras.__version__,
+                "code": self.code_hash}
+
+    def cached(self, run):
+        return self.cache.get(self.description(run))
+
+    def store(self, run, metrics):
+        return self.cache.put(self.description(run), metrics)
+
+    def metrics(self, model):
+        """{"noise_mae", "kid", "features"} of a model, measured with the reference functions."""
+        encoder = self.encoder
+        images = model.normalize(self.held_out_images)
+        noise_rates, signal_rates = model.diffusion_schedule(self.diffusion_times)
+        # x = s·x0 + n·ε, the forward process in closed form (DDIM eq. 4)
+        noisy_images = signal_rates * images + noise_rates * self.noises
+        pred_noises, _ = model.denoise(noisy_images, noise_rates, signal_rates, training=False)
+        noise_mae = float(np.mean(np.abs(to_numpy(pred_noises) - self.noises)))
+        generated_images = model.generate(
+            len(self.initial_noise), self.config.kid_diffusion_steps,
+            initial_noise=ops.convert_to_tensor(self.initial_noise))
+        generated_features = encoder.predict(to_numpy(generated_images), verbose=0)
+        kid = float(to_numpy(kernel_inception_distance(self.real_features, generated_features)))
+        return {"noise_mae": noise_mae, "kid": kid, "features": encoder.feature_name}
+
+    def weights_metrics(self, weights):
+        """The metrics of a runner's weights {part: [arrays]} (UnusableWeights if they misfit)."""
+        model = ReferenceDiffusionModel(self.config, seed=self.seed)
+        parts = model.checkpoint_parts()
+        if not isinstance(weights, dict) or set(weights) != set(parts):
+            raise UnusableWeights(f"expected the parts {sorted(parts)}")
+        for name, network in parts.items():
+            expected = network.get_weights()
+            arrays = weights[name]
+            if not isinstance(arrays, list) or len(arrays) != len(expected):
+                raise UnusableWeights(f"{name}: expected {len(expected)} arrays")
+            for array, reference in zip(arrays, expected):
+                if (not isinstance(array, np.ndarray) or array.shape != reference.shape
+                        or array.dtype != reference.dtype):
+                    raise UnusableWeights(f"{name}: an array does not fit the network")
+            network.set_weights(arrays)
+        return self.metrics(model)
+
+    def untrained_metrics(self):
+        """The model before its first step: the normaliser adapted, the networks initialised."""
+        run = {"kind": "untrained"}
+        cached = self.cached(run)
+        if cached is not None:
+            return cached
+        # seeded like the training runs, so these are the weights that they start from
+        keras.utils.set_random_seed(self.seed)
+        model = ReferenceDiffusionModel(self.config, seed=self.seed)
+        model.adapt_normalizer(synthetic_flowers(self.budget.num_train_images,
+                                                 self.config.image_size, TRAIN_IMAGES_SEED))
+        return self.store(run, self.metrics(model))

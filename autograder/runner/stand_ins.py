@@ -1,0 +1,189 @@
+"""The stand-ins and fixed inputs of the probes, shared by both sides of the trust boundary.
+
+The student runner calls a student's function on these; the judge calls the reference function
+on the very same ones, in its own process, so "expected" is the reference's output:
+
+1. diffusion_schedule on times in [0, 1] shaped (n, 1, 1, 1), with the course's signal-rate
+   bounds and with other bounds (hard-coded bounds show up there);
+2. denoise with two affine stand-in networks, distinct for self.network and self.ema_network,
+   whose outputs tell which one ran and which noise level it was given, and with an oracle
+   network that returns the true noise;
+3. reverse_diffusion with a probe schedule and a probe denoise (not the assignment's: log-SNR
+   linear in time, image prediction) that log every call, for 1, 5 and 20 steps, and with an
+   oracle that knows the clean image.
+
+This module holds no reference code and decides nothing.
+"""
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from diffusion_course.ddim import DiffusionModel
+
+FUNCTION_NAMES = ("diffusion_schedule", "denoise", "reverse_diffusion")
+PROBE_SEED = 2021
+
+SCHEDULE_TIMES = np.linspace(0.0, 1.0, 11, dtype="float32").reshape(-1, 1, 1, 1)
+# a second pair of bounds: a schedule that hard-codes 0.02 and 0.95 fails here
+OTHER_SIGNAL_RATE_BOUNDS = {"min_signal_rate": 0.1, "max_signal_rate": 0.8}
+
+# stand-in networks compute image_gain * images + variance_gain * noise_variances
+TRAINING_NETWORK_GAINS = (0.5, 2.0)
+EMA_NETWORK_GAINS = (-0.25, 3.0)
+DENOISE_NOISE_RATES = np.array([0.2, 0.45, 0.7, 0.9], "float32").reshape(-1, 1, 1, 1)
+
+# the probe schedule of the sampler: log-SNR linear in t, defined for every real t
+PROBE_START_LOG_SNR = 2.5
+PROBE_END_LOG_SNR = -5.0
+REVERSE_DIFFUSION_STEPS = (1, 5, 20)
+ORACLE_DIFFUSION_STEPS = 5
+NUM_SAMPLER_IMAGES = 3
+
+
+def affine_network(image_size, image_gain, variance_gain, name):
+    """A network whose output image_gain·x + variance_gain·v reveals the variance v it got."""
+    noisy_images = keras.Input(shape=(image_size, image_size, 3))
+    noise_variances = keras.Input(shape=(1, 1, 1))
+    outputs = layers.Lambda(
+        lambda inputs: image_gain * inputs[0] + variance_gain * inputs[1]
+    )([noisy_images, noise_variances])
+    return keras.Model([noisy_images, noise_variances], outputs, name=name)
+
+
+def noise_oracle_network(clean_image, name="noise_oracle"):
+    """Knows the clean image x0, so returns the exact noise (x - √(1 - v)·x0) / √v."""
+    image_size = clean_image.shape[1]
+    noisy_images = keras.Input(shape=(image_size, image_size, 3))
+    noise_variances = keras.Input(shape=(1, 1, 1))
+    outputs = layers.Lambda(
+        lambda inputs: (inputs[0] - ops.sqrt(1.0 - inputs[1]) * clean_image)
+        / ops.sqrt(inputs[1])
+    )([noisy_images, noise_variances])
+    return keras.Model([noisy_images, noise_variances], outputs, name=name)
+
+
+def image_oracle_network(clean_image, name="image_oracle"):
+    """Knows the clean image x0 and predicts it, whatever the input."""
+    image_size = clean_image.shape[1]
+    noisy_images = keras.Input(shape=(image_size, image_size, 3))
+    noise_variances = keras.Input(shape=(1, 1, 1))
+    outputs = layers.Lambda(lambda inputs: 0.0 * inputs[0] + clean_image)(
+        [noisy_images, noise_variances])
+    return keras.Model([noisy_images, noise_variances], outputs, name=name)
+
+
+def probe_schedule(self, diffusion_times):
+    """Log-SNR linear in t: signal² = sigmoid(λ), noise² = sigmoid(-λ), so signal² + noise² = 1."""
+    log_snr = PROBE_START_LOG_SNR + ops.cast(diffusion_times, "float32") * (
+        PROBE_END_LOG_SNR - PROBE_START_LOG_SNR)
+    return ops.sqrt(ops.sigmoid(-log_snr)), ops.sqrt(ops.sigmoid(log_snr))
+
+
+def probe_times(noise_rates, signal_rates):
+    """The diffusion times at which `probe_schedule` gives these rates (inverse of λ(t))."""
+    log_snr = np.log(np.square(signal_rates, dtype=np.float64)) - np.log(
+        np.square(noise_rates, dtype=np.float64))
+    return (log_snr - PROBE_START_LOG_SNR) / (PROBE_END_LOG_SNR - PROBE_START_LOG_SNR)
+
+
+def probe_denoise(self, noisy_images, noise_rates, signal_rates, training):
+    """Image prediction: the stand-in predicts x̂0, then ε̂ = (x − s·x̂0) / n (another
+    parametrisation than the assignment's, so the sampler is tested on its own)."""
+    network = self.network if training else self.ema_network
+    pred_images = network([noisy_images, noise_rates**2])
+    pred_noises = (noisy_images - signal_rates * pred_images) / noise_rates
+    return pred_noises, pred_images
+
+
+def to_numpy(value):
+    return np.asarray(ops.convert_to_numpy(value))
+
+
+def probe_model(config, methods, network, ema_network):
+    """A DiffusionModel with the given methods whose networks are the stand-ins."""
+    model = type("Probe", (DiffusionModel,), dict(methods))(config, seed=0)
+    model.network = network
+    model.ema_network = ema_network
+    return model
+
+
+def probe_inputs(config):
+    """The fixed inputs of the denoise and sampler probes, the same on both sides."""
+    rng = np.random.default_rng(PROBE_SEED)
+    size = config.image_size
+    clean_image = rng.standard_normal((1, size, size, 3)).astype("float32")
+    noises = rng.standard_normal((len(DENOISE_NOISE_RATES), size, size, 3)).astype("float32")
+    signal_rates = np.sqrt(1.0 - DENOISE_NOISE_RATES**2)
+    return {
+        "clean_image": clean_image,
+        "noises": noises,
+        "noise_rates": DENOISE_NOISE_RATES,
+        "signal_rates": signal_rates,
+        "noisy_images": signal_rates * clean_image + DENOISE_NOISE_RATES * noises,
+        "initial_noise": rng.standard_normal((NUM_SAMPLER_IMAGES, size, size, 3)).astype(
+            "float32"),
+    }
+
+
+def stand_in_networks(config):
+    size = config.image_size
+    return (affine_network(size, *TRAINING_NETWORK_GAINS, name="probe_network"),
+            affine_network(size, *EMA_NETWORK_GAINS, name="probe_ema_network"))
+
+
+def schedule_probe_config(config, bounds):
+    """The course's configuration, or the same with OTHER_SIGNAL_RATE_BOUNDS."""
+    return config if bounds == "course" else config.replace(**OTHER_SIGNAL_RATE_BOUNDS)
+
+
+def schedule_probe(diffusion_schedule, config):
+    """A model with this schedule, and the probe times as its argument."""
+    model = probe_model(config, {"diffusion_schedule": diffusion_schedule},
+                        *stand_in_networks(config))
+    return model, ops.convert_to_tensor(SCHEDULE_TIMES)
+
+
+def denoise_probe(denoise, config, oracle):
+    """A model with this denoise and the affine stand-ins (or the noise oracle as both
+    networks), and its arguments (noisy_images, noise_rates, signal_rates)."""
+    inputs = probe_inputs(config)
+    if oracle:
+        network = ema_network = noise_oracle_network(inputs["clean_image"])
+    else:
+        network, ema_network = stand_in_networks(config)
+    model = probe_model(config, {"denoise": denoise}, network, ema_network)
+    arguments = [ops.convert_to_tensor(inputs[name])
+                 for name in ("noisy_images", "noise_rates", "signal_rates")]
+    return model, arguments
+
+
+def reverse_diffusion_probe(reverse_diffusion, config, oracle):
+    """A model with this sampler, the probe schedule and a probe denoise that logs its inputs.
+
+    Returns (model, initial noise, calls): `calls` gets one dict per denoise call.
+    """
+    calls = []
+
+    def logging_denoise(self, noisy_images, noise_rates, signal_rates, training):
+        calls.append({"noisy_images": to_numpy(noisy_images), "noise_rates": to_numpy(noise_rates),
+                      "signal_rates": to_numpy(signal_rates), "training": bool(training)})
+        return probe_denoise(self, noisy_images, noise_rates, signal_rates, training)
+
+    inputs = probe_inputs(config)
+    if oracle:
+        network = ema_network = image_oracle_network(inputs["clean_image"])
+    else:
+        network, ema_network = stand_in_networks(config)
+    methods = {"reverse_diffusion": reverse_diffusion, "diffusion_schedule": probe_schedule,
+               "denoise": logging_denoise}
+    model = probe_model(config, methods, network, ema_network)
+    return model, ops.convert_to_tensor(inputs["initial_noise"]), calls
+
+
+def sampler_runs():
+    """(diffusion_steps, oracle) of every sampler probe, named as in the result."""
+    runs = {f"probe_steps_{steps}": (steps, False) for steps in REVERSE_DIFFUSION_STEPS}
+    runs[f"oracle_steps_{ORACLE_DIFFUSION_STEPS}"] = (ORACLE_DIFFUSION_STEPS, True)
+    return runs
+

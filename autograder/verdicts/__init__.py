@@ -1,0 +1,65 @@
+"""What decides verdicts: the runner's records, judged against the reference, in the trusted
+process. One module per graded test cell; `judge_units` gives the three function verdicts."""
+
+from autograder import TEST_CELLS, TRAINING_TEST_CELL
+from autograder.errors import GraderError
+from autograder.runner import stand_ins
+from autograder.runner.probes import FUNCTION_TIME_LIMIT_S
+from autograder.verdicts.checks import Unusable, Verdict, error_text
+from autograder.verdicts.denoise import judge_denoise
+from autograder.verdicts.reference_outputs import reference_outputs
+from autograder.verdicts.sampler import judge_reverse_diffusion
+from autograder.verdicts.schedule import judge_schedule
+
+__all__ = ["TEST_CELLS", "TRAINING_TEST_CELL", "judge_units"]
+UNIT_JUDGES = {
+    "diffusion_schedule": judge_schedule,
+    "denoise": judge_denoise,
+    "reverse_diffusion": judge_reverse_diffusion,
+}
+
+
+def judge_units(result, config):
+    """{function name: Verdict} from the units runner's result (GraderError if the machine
+    starved it)."""
+    starved = result.get("starved") if isinstance(result, dict) else None
+    if starved:
+        raise GraderError(f"the machine starved the units run: {', '.join(map(str, starved))} "
+                          f"waited for a CPU for most of its {FUNCTION_TIME_LIMIT_S} s")
+    verdicts = {}
+    for name in stand_ins.FUNCTION_NAMES:
+        verdict = _unit_verdict(name, result, reference_outputs(config)[name], config)
+        if not verdict.passed:
+            verdict = Verdict(False, verdict.score_fraction,
+                              verdict.message + _extra_cell_notes(result, name))
+        verdicts[name] = verdict
+    return verdicts
+
+
+def _unit_verdict(name, result, reference, config):
+    try:
+        if name in result["timed_out"]:
+            return Verdict(False, 0.0, f"{name}: its cells and its probes ran longer than "
+                                       f"{FUNCTION_TIME_LIMIT_S} s together and were stopped (an "
+                                       f"endless loop?); a correct function takes well under a "
+                                       f"second")
+        if name in result["definition_errors"]:
+            error = error_text(result["definition_errors"][name])
+            return Verdict(False, 0.0, f"{name}: its cell {error}")
+        return UNIT_JUDGES[name](result["probes"][name], reference, config)
+    except Unusable as problem:
+        return Verdict(False, 0.0, f"{name}: {problem}")
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as error:
+        # the result was written by a process that student code controlled
+        return Verdict(False, 0.0, f"{name}: the grader could not read its results "
+                                   f"({type(error).__name__}: {error})")
+
+
+def _extra_cell_notes(result, name):
+    """What the student's own extra cells raised before this function was defined."""
+    try:
+        notes = result["notes"].get(name) or []
+        return "".join(f"\n(Note: {note['label']} {error_text(note['error'])}.)"
+                       for note in notes[:5])
+    except (KeyError, TypeError, AttributeError):
+        return ""

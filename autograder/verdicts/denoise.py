@@ -1,0 +1,94 @@
+"""test_denoise: which network ran, which noise level it got, and the image it gives back."""
+
+import numpy as np
+
+from autograder.runner import stand_ins
+from autograder.verdicts.checks import Checks, Unusable, close, largest_difference, pair, rounded
+
+
+def _network_that_ran(pred_noises, noisy_images):
+    """Which affine stand-in produced pred_noises, and the noise levels it was given."""
+    networks = {"self.network": stand_ins.TRAINING_NETWORK_GAINS,
+                "self.ema_network": stand_ins.EMA_NETWORK_GAINS}
+    for name, (image_gain, variance_gain) in networks.items():
+        residual = pred_noises - image_gain * noisy_images
+        if residual.shape == noisy_images.shape and np.all(
+                residual.std(axis=(1, 2, 3)) < 1e-4 * (1.0 + np.abs(residual).max())):
+            return name, residual.mean(axis=(1, 2, 3)) / variance_gain
+    return None, None
+
+
+def _received_noise_levels(received, noise_rates, signal_rates):
+    """What the network received, named when it is one of the usual wrong choices."""
+    if received is None:
+        return "but which noise level it received cannot be told"
+    for description, values in (("noise_rates", noise_rates), ("signal_rates", signal_rates),
+                                ("signal_rates**2", signal_rates**2)):
+        if close(received, values, 1e-4):
+            return f"got {rounded(received)} (that is {description})"
+    return f"got {rounded(received)}"
+
+
+def judge_denoise(outcome, reference, config):
+    checks = Checks("denoise")
+    inputs = stand_ins.probe_inputs(config)
+    noisy_images = inputs["noisy_images"].astype(np.float64)
+    noise_rates, signal_rates = (inputs[name].astype(np.float64)
+                                 for name in ("noise_rates", "signal_rates"))
+    names = ("pred_noises", "pred_images")
+    outputs = {}
+    for training, expected_network in ((True, "self.network"), (False, "self.ema_network")):
+        call = f"denoise(..., training={training})"
+        (pred_noises, _), (pred_images, _) = outputs[training] = pair(
+            outcome[f"affine_training_{training}"], call, names)
+        checks.expect(pred_noises.shape == noisy_images.shape == pred_images.shape,
+                      f"{call} should return two tensors shaped like the noisy images "
+                      f"{noisy_images.shape}, got {pred_noises.shape} and {pred_images.shape}")
+        network, received = _network_that_ran(pred_noises, noisy_images)
+        reason = ("the network being trained" if training
+                  else "sampling and evaluation use the EMA weights")
+        checks.expect(network == expected_network,
+                      f"{call} should predict the noise with {expected_network} ({reason}); "
+                      + ("its pred_noises are the output of neither network on the noisy images"
+                         if network is None else f"it used {network}"))
+        expected_variances = noise_rates.ravel() ** 2
+        checks.expect(received is not None and close(received, expected_variances, 1e-4),
+                      f"{call}: the network should receive the noise variances "
+                      f"noise_rates**2 = {rounded(expected_variances)}, "
+                      + _received_noise_levels(received, noise_rates.ravel(),
+                                               signal_rates.ravel()))
+        # x̂0 = (x − n·ε̂) / s, from the student's own ε̂: right even if the network call is wrong
+        consistent_images = (noisy_images - noise_rates * pred_noises) / signal_rates
+        checks.expect(close(pred_images, consistent_images, 1e-4),
+                      f"{call}: pred_images should be (noisy_images - noise_rates * pred_noises)"
+                      f" / signal_rates, the forward mix solved for the image; they differ by "
+                      f"up to {largest_difference(pred_images, consistent_images):.3g}")
+    for training in (True, False):
+        (pred_noises, _), (pred_images, _) = pair(
+            outcome[f"oracle_training_{training}"],
+            f"denoise(..., training={training}) with the oracle network", names)
+        checks.expect(close(pred_images, inputs["clean_image"], 1e-4),
+                      f"with a network that returns the true noise, denoise(..., training="
+                      f"{training}) should give back the clean images; the largest difference "
+                      f"is {largest_difference(pred_images, inputs['clean_image']):.3g}")
+    pairs = [(value, expected) for training in (True, False)
+             for (value, _), expected in zip(outputs[training], reference[training])]
+    checks.expect(all(close(value, expected, 1e-4) for value, expected in pairs),
+                  f"on the same inputs and stand-in networks, the outputs differ from the "
+                  f"reference solution's by up to "
+                  f"{max(largest_difference(value, expected) for value, expected in pairs):.3g}")
+    checks.expect(*_compiled_denoise_check(outcome["compiled"],
+                                           [value for value, _ in outputs[True]]))
+    return checks.verdict()
+
+
+def _compiled_denoise_check(record, eager_outputs):
+    """Inside tf.function, as in the train step, the values must be the eager ones."""
+    try:
+        outputs = pair(record, "denoise inside tf.function", ("pred_noises", "pred_images"))
+    except Unusable as problem:
+        return False, (f"it works eagerly but not when traced into a graph, as the train step "
+                       f"does: {problem}. Call the network directly (not .predict) and use "
+                       f"keras.ops on tensors")
+    return (all(close(value, eager, 1e-4) for (value, _), eager in zip(outputs, eager_outputs)),
+            "inside tf.function it returned other values than eagerly")
