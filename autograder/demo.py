@@ -142,8 +142,11 @@ def grade_all(out, queue, jobs):
         for future in futures:
             future.cancel()
         live = [process for process in running if process.poll() is None]
-        print(f"\nInterrupted: cancelled the queued students, stopping the {len(live)} being "
-              "graded ...", file=sys.stderr)
+        try:  # the terminal may be gone (a closed pipe): stopping must go on regardless
+            print(f"\nInterrupted: cancelled the queued students, stopping the {len(live)} "
+                  "being graded ...", file=sys.stderr)
+        except OSError:
+            pass
         stoppers = [threading.Thread(target=stop, args=(process,)) for process in live]
         for stopper in stoppers:
             stopper.start()
