@@ -1,22 +1,24 @@
 """Task "units" of the student runner: each function probed on its own, its outputs recorded.
 
 Every other part of the model is a known stand-in (`stand_ins.py`), so one mistake costs one
-function only. Each function (its cells and its probes) has FUNCTION_TIME_LIMIT_S: an endless
-loop costs only the function that has it.
+function only. Each function (its cells and its probes) has its own time limits (see
+`run_units`): an endless loop costs only the function that has it.
 """
 
 import functools
 import signal
-import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
 from autograder.runner import stand_ins
 from autograder.runner.recording import define_function, record_call
 
-FUNCTION_TIME_LIMIT_S = 30
-STARVED_FRACTION = 0.5  # waiting this share of the limit for a CPU is the machine's fault
+# a correct function's cells and probes take about 1 s of CPU time; the wall limit leaves room
+# for a machine that shares its cores among several gradings
+FUNCTION_CPU_LIMIT_S = 10
+FUNCTION_WALL_LIMIT_S = 90
 
 
 class FunctionTimeout(BaseException):
@@ -64,11 +66,6 @@ def probe_reverse_diffusion_function(reverse_diffusion, config, store, outcome):
                             for key, value in call.items()} for call in calls]
 
 
-def _why_out_of_time(waited_before):
-    waited = _seconds_waiting_for_a_cpu() - waited_before
-    return "starved" if waited > STARVED_FRACTION * FUNCTION_TIME_LIMIT_S else "timed_out"
-
-
 PROBES = {
     "diffusion_schedule": probe_schedule_function,
     "denoise": probe_denoise_function,
@@ -77,32 +74,50 @@ PROBES = {
 
 
 def _raise_timeout(signum, frame):
-    raise FunctionTimeout()
+    raise FunctionTimeout(signum)
 
 
-def _seconds_waiting_for_a_cpu():
-    """How long this thread was runnable but not running (Linux schedstat run_delay)."""
-    try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as schedstat:
-            return int(schedstat.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return 0.0
+def _schedstat_seconds():
+    """(CPU time, time runnable but waiting for a CPU) of this process's threads so far."""
+    running = waiting = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "schedstat").read_text().split()
+            running, waiting = running + int(fields[0]), waiting + int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just ended
+    return running / 1e9, waiting / 1e9
+
+
+def _out_of_time(started, alarm):
+    """Why a function ran out of time: "timed_out" (its own doing: it used up its CPU time, or
+    it blocked) or "starved" (the machine's: at the wall limit, its threads had waited for a CPU
+    longer than they ran)."""
+    if alarm == signal.SIGPROF:
+        return "timed_out"
+    running, waiting = (now - before for now, before in zip(_schedstat_seconds(), started))
+    return "starved" if waiting > running else "timed_out"
 
 
 def run_units(request, config, store, on_student_code):
-    """Defines and probes each function in turn, each within FUNCTION_TIME_LIMIT_S.
+    """Defines and probes each function in turn, each within its time limits.
 
-    A function that runs out of time is "timed_out" (the student's), unless the machine kept it
-    waiting for a CPU for most of that time: then it is "starved" (the grader's).
+    A function may use FUNCTION_CPU_LIMIT_S of CPU time (an endless loop reaches it whatever
+    the load) and FUNCTION_WALL_LIMIT_S of wall time (for code that blocks). One that runs out
+    of time is "timed_out", the student's fault, unless its threads waited for a CPU longer
+    than they ran: then the machine starved it, and it is "starved", the grader's.
     """
     result = {"definition_errors": {}, "probes": {}, "timed_out": [], "starved": [],
               "notes": {}}
-    signal.signal(signal.SIGALRM, _raise_timeout)
+    for alarm in (signal.SIGALRM, signal.SIGPROF):
+        signal.signal(alarm, _raise_timeout)
     for name, program in request["programs"].items():
-        deadline = time.monotonic() + FUNCTION_TIME_LIMIT_S
-        waited = _seconds_waiting_for_a_cpu()
-        # after the limit the alarm repeats every second, in case student code swallows it
-        signal.setitimer(signal.ITIMER_REAL, FUNCTION_TIME_LIMIT_S, 1.0)
+        started = _schedstat_seconds()
+        deadline = time.monotonic() + FUNCTION_WALL_LIMIT_S
+        cpu_deadline = time.process_time() + FUNCTION_CPU_LIMIT_S
+        # after a limit the alarm repeats every second, in case student code swallows it
+        signal.setitimer(signal.ITIMER_PROF, FUNCTION_CPU_LIMIT_S, 1.0)
+        signal.setitimer(signal.ITIMER_REAL, FUNCTION_WALL_LIMIT_S, 1.0)
         try:
             function, error, result["notes"][name] = define_function(
                 request["preamble"], name, program, on_student_code)
@@ -110,15 +125,15 @@ def run_units(request, config, store, on_student_code):
                 PROBES[name](function, config, store, result["probes"].setdefault(name, {}))
             else:
                 result["definition_errors"][name] = error
-        except FunctionTimeout:
-            result[_why_out_of_time(waited)].append(name)
+        except FunctionTimeout as timeout:
+            result[_out_of_time(started, timeout.args[0])].append(name)
         except Exception:
             # library code (Keras) may turn the alarm into an error of its own
-            if time.monotonic() < deadline:
+            if time.monotonic() < deadline and time.process_time() < cpu_deadline:
                 raise
-            result[_why_out_of_time(waited)].append(name)
+            alarm = signal.SIGPROF if time.process_time() >= cpu_deadline else signal.SIGALRM
+            result[_out_of_time(started, alarm)].append(name)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_PROF, 0)
     return result
-
-

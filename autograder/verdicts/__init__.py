@@ -4,7 +4,7 @@ process. One module per graded test cell; `judge_units` gives the three function
 from autograder import TEST_CELLS, TRAINING_TEST_CELL
 from autograder.errors import GraderError
 from autograder.runner import stand_ins
-from autograder.runner.probes import FUNCTION_TIME_LIMIT_S
+from autograder.runner.probes import FUNCTION_CPU_LIMIT_S, FUNCTION_WALL_LIMIT_S
 from autograder.verdicts.checks import Unusable, Verdict, error_text
 from autograder.verdicts.denoise import judge_denoise
 from autograder.verdicts.reference_outputs import reference_outputs
@@ -25,7 +25,7 @@ def judge_units(result, config):
     starved = result.get("starved") if isinstance(result, dict) else None
     if starved:
         raise GraderError(f"the machine starved the units run: {', '.join(map(str, starved))} "
-                          f"waited for a CPU for most of its {FUNCTION_TIME_LIMIT_S} s")
+                          f"ran out of time while waiting for a CPU longer than it ran")
     verdicts = {}
     for name in stand_ins.FUNCTION_NAMES:
         verdict = _unit_verdict(name, result, reference_outputs(config)[name], config)
@@ -39,8 +39,9 @@ def judge_units(result, config):
 def _unit_verdict(name, result, reference, config):
     try:
         if name in result["timed_out"]:
-            return Verdict(False, 0.0, f"{name}: its cells and its probes ran longer than "
-                                       f"{FUNCTION_TIME_LIMIT_S} s together and were stopped (an "
+            return Verdict(False, 0.0, f"{name}: its cells and its probes used more than "
+                                       f"{FUNCTION_CPU_LIMIT_S} s of CPU time or "
+                                       f"{FUNCTION_WALL_LIMIT_S} s in all, and were stopped (an "
                                        f"endless loop?); a correct function takes well under a "
                                        f"second")
         if name in result["definition_errors"]:
