@@ -63,4 +63,6 @@ def quiet_tensorflow_startup():
         kept = [line for line in captured.splitlines() if not STARTUP_NOISE.search(line)]
         if kept:
             print("\n".join(kept), file=sys.stderr)
-    logging.getLogger("absl").addFilter(_DropMessages(TFDS_NOT_PREPARED))
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(existing, _DropMessages) for existing in absl_logger.filters):
+        absl_logger.addFilter(_DropMessages(TFDS_NOT_PREPARED))
