@@ -44,7 +44,7 @@ class ReferenceRun:
 REFERENCE_RUNS = {
     "quick": (ReferenceRun("ddim", seed=0, data="synthetic", kid_features="offline", epochs=40,
                            ema=0.99),
-              ReferenceRun("ddpm", seed=0, data="synthetic", kid_features="offline", epochs=32,
+              ReferenceRun("ddpm", seed=0, data="synthetic", kid_features="offline", epochs=20,
                            ema=0.99)),
     # the DDPM profile's single epoch (255 steps) only demonstrates training; the Keras DDPM
     # example's pretrained weights had about 25,000 steps, as do 100 epochs here. Its KID
