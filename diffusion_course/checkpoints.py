@@ -3,7 +3,8 @@
 A checkpoint is one folder:
 
     runs/flowers/checkpoint/
-        manifest.json              config, step, seed, library versions, sha256 of every file
+        manifest.json              config, step, seed, library versions, sha256 of every file,
+                                   and the sha256 of the manifest itself
         network.weights.h5
         ema_network.weights.h5
 
@@ -22,7 +23,15 @@ A rename within one file system is atomic, so at every instant one complete chec
 at `<name>`, or, only between steps 2 and 3, at `.old-<name>-<random>`. Loading falls back to
 that aside copy (with a warning), and the next save renames it back before it starts and deletes
 leftover `.tmp-`/`.old-` folders. One process at a time may save to a given folder, and a save
-refuses to replace a non-empty folder that is not a checkpoint.
+refuses to replace a non-empty folder that is not a checkpoint, or a symbolic link.
+
+A save checks the free disk space before it writes: HDF5 crashes the whole process (a segfault)
+when a write fails mid-file, so a full disk must be found before any weights are written. Any
+failure to write raises `CheckpointSaveError`, which says that the previous checkpoint is intact.
+
+The manifest seals itself: `manifest_sha256` is the sha256 of everything else in it, checked on
+every read, so a hand-edited noise schedule or image size is refused rather than silently used.
+(Manifests of format 1, written before the seal existed, are read without it.)
 
 A configuration check on loading compares every field except `RUNTIME_FIELDS`: the fields that
 change neither the weights' shapes nor what the network's inputs and outputs mean (the noise
@@ -31,9 +40,11 @@ batch size, learning rate or speed setting.
 """
 
 import datetime
+import errno
 import hashlib
 import importlib.metadata
 import json
+import math
 import operator
 import os
 import platform
@@ -50,7 +61,8 @@ import numpy as np
 
 MANIFEST_NAME = "manifest.json"
 WEIGHTS_SUFFIX = ".weights.h5"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest holds manifest_sha256
+SEAL_FIELD = "manifest_sha256"
 
 # speed, naming, optimisation and evaluation settings: loading may change them freely
 RUNTIME_FIELDS = frozenset({
@@ -61,6 +73,9 @@ RUNTIME_FIELDS = frozenset({
 
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _HASH_CHUNK_BYTES = 1 << 20
+# what an HDF5 file needs beyond its arrays, per variable (measured: 2-4 KiB) and per file
+_HDF5_BYTES_PER_VARIABLE = 8 << 10
+_HDF5_BYTES_PER_FILE = 16 << 10
 
 
 class CheckpointError(Exception):
@@ -77,6 +92,11 @@ class CheckpointCorruptError(CheckpointError, ValueError):
 
 class CheckpointMismatchError(CheckpointError, ValueError):
     """The checkpoint does not fit the configuration or the networks it is loaded into."""
+
+
+class CheckpointSaveError(CheckpointError, OSError):
+    """A save could not write its files (disk full, read-only, no permission); the previous
+    checkpoint, if any, is intact."""
 
 
 # ---- saving --------------------------------------------------------------------------------
@@ -106,6 +126,7 @@ def save_checkpoint(directory, networks, config, step, seed, extra=None):
     }
 
     def write_parts(temporary):
+        _check_free_space(temporary, networks)
         for name, network in networks.items():
             path = temporary / f"{name}{WEIGHTS_SUFFIX}"
             network.save_weights(str(path))
@@ -114,6 +135,7 @@ def save_checkpoint(directory, networks, config, step, seed, extra=None):
                 "file": path.name, "sha256": file_sha256(path),
                 "size_bytes": path.stat().st_size,
             }
+        manifest[SEAL_FIELD] = manifest_digest(manifest)
         _write_json(temporary / MANIFEST_NAME, manifest)
 
     _replace_atomically(Path(os.path.abspath(directory)), write_parts)
@@ -143,18 +165,56 @@ def copy_checkpoint(source, directory):
 def _replace_atomically(directory, write_files):
     """Steps 1-4 of the module docstring: `write_files(temporary)` fills a new sibling folder,
     which is flushed and then swapped in for `directory`."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    _finish_interrupted_saves(directory)
     _refuse_to_replace_other_files(directory)
-    temporary = _new_sibling(directory, "tmp")
-    os.mkdir(temporary)
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        _finish_interrupted_saves(directory)
+        temporary = _new_sibling(directory, "tmp")
+        os.mkdir(temporary)
+    except OSError as error:
+        raise _save_error(directory, error) from error
     try:
         write_files(temporary)
         _fsync(temporary)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, FileExistsError):
+            raise _save_error(directory, error) from error
         raise
-    _swap_into_place(temporary, directory)
+    try:
+        _swap_into_place(temporary, directory)
+    except OSError as error:
+        raise _save_error(directory, error) from error
+
+
+def _save_error(directory, error):
+    """What went wrong while saving to `directory`, and what is left of the checkpoint there."""
+    previous = _newest_aside(directory) if not directory.exists() else directory
+    kept = (f"the previous checkpoint {previous} is intact" if previous is not None
+            and (previous / MANIFEST_NAME).is_file() else "no checkpoint was there before")
+    if error.errno == errno.ENOSPC:
+        message = (f"no space left on device while saving {directory}; {kept}. Free some space "
+                   "(or choose a folder on another disk) and run again.")
+    else:
+        reason = error.strerror or str(error)
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            reason += f" (is {directory.parent} read-only, or owned by someone else?)"
+        message = f"cannot save {directory}: {reason}; {kept}."
+    save_error = CheckpointSaveError(message)
+    save_error.errno = error.errno
+    return save_error
+
+
+def _check_free_space(folder, networks):
+    """Raises ENOSPC before writing when the weights would not fit (see the module docstring)."""
+    variables = [variable for network in networks.values()
+                 for variable in getattr(network, "weights", ())]
+    needed = _HDF5_BYTES_PER_FILE * len(networks) + sum(
+        _HDF5_BYTES_PER_VARIABLE + np.dtype(variable.dtype).itemsize * math.prod(variable.shape)
+        for variable in variables)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"{free} bytes free, about {needed} needed", str(folder))
 
 
 def library_versions():
@@ -211,7 +271,14 @@ def _finish_interrupted_saves(directory):
 
 
 def _refuse_to_replace_other_files(directory):
-    """A save replaces the whole folder, so it must hold a checkpoint or nothing at all."""
+    """A save replaces the whole folder, so it must hold a checkpoint or nothing at all; a
+    symbolic link would be replaced by a folder, and what it points to left behind."""
+    if directory.is_symlink():
+        raise FileExistsError(
+            f"{directory} is a symbolic link (to {os.readlink(directory)}), and saving would "
+            "replace the link, not the folder it points to. Save to the real folder, or replace "
+            "the link with a folder."
+        )
     if not directory.exists():
         return
     if directory.is_dir():
@@ -258,6 +325,13 @@ def _fsync(path):
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def manifest_digest(manifest):
+    """The sha256 of a manifest's contents without its seal: canonical JSON, sorted keys."""
+    contents = {key: value for key, value in manifest.items() if key != SEAL_FIELD}
+    text = json.dumps(contents, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def _write_json(path, value):
@@ -360,6 +434,11 @@ def load_checkpoint(directory, networks, config=None):
         path = folder / manifest["networks"][name]["file"]
         try:
             network.load_weights(str(path))
+        except OSError as error:  # h5py: not an HDF5 file, though its sha256 matches
+            raise CheckpointCorruptError(
+                f"{path} cannot be read as a weights file ({error}), although it has the sha256 "
+                "that its manifest records: the checkpoint was written wrongly. Regenerate it."
+            ) from error
         except ValueError as error:
             raise CheckpointMismatchError(
                 f"Network {name!r} does not fit the weights in {path}: "
@@ -424,7 +503,35 @@ def _read_manifest_in(folder):
             f"{path} has format version {format_version!r}, but this library reads versions up "
             f"to {FORMAT_VERSION}. Update diffusion_course, or regenerate the checkpoint."
         )
+    if format_version >= 2 and manifest.get(SEAL_FIELD) != manifest_digest(manifest):
+        raise CheckpointCorruptError(
+            f"{path} was modified after it was saved: its contents no longer match its "
+            f"{SEAL_FIELD}. A hand-edited configuration (noise schedule, image size) would "
+            "silently change what the weights mean; re-copy the checkpoint or regenerate it."
+        )
+    _check_manifest_fields(manifest, path)
     return manifest
+
+
+# the manifest's fields that the library reads, with the types they must have
+_MANIFEST_FIELDS = {"config_class": (str, type(None)), "config": (dict, type(None)),
+                    "profile": (str, type(None)), "step": (int,), "seed": (int, type(None)),
+                    "extra": (dict,)}
+
+
+def _check_manifest_fields(manifest, path):
+    problems = [f"{name} is missing" if name not in manifest else f"{name} is {manifest[name]!r}"
+                for name, types in _MANIFEST_FIELDS.items()
+                if not isinstance(manifest.get(name), types) or isinstance(manifest.get(name), bool)
+                or name not in manifest]
+    problems += [f"size_bytes of network {name!r} is {entry.get('size_bytes', '(missing)')!r}"
+                 for name, entry in manifest["networks"].items()
+                 if not isinstance(entry.get("size_bytes"), int)]
+    if problems:
+        raise CheckpointCorruptError(
+            f"{path} is not a complete diffusion_course manifest: {'; '.join(problems)}. It was "
+            "modified or written by other software; re-copy the checkpoint or regenerate it."
+        )
 
 
 def _verify_files(folder, manifest, names):
@@ -501,6 +608,11 @@ class TrainingState:
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         return [*optimizer.variables, self.model.seed_generator.state]
+
+    @property
+    def weights(self):
+        """Like a Keras model's: what `save_weights` writes (a save sizes the file from it)."""
+        return self.variables()
 
     def save_weights(self, filepath):
         with h5py.File(filepath, "w") as file:

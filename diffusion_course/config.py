@@ -15,22 +15,23 @@ from dataclasses import dataclass
 PROFILES = ("full", "quick")
 
 
+class ConfigError(ValueError):
+    """A hyperparameter is outside its allowed range."""
+
+
 def default_profile():
     """`full` on a machine with a GPU, `quick` otherwise; `DIFFUSION_PROFILE` overrides both."""
     requested = os.environ.get("DIFFUSION_PROFILE")
     if requested:
         if requested not in PROFILES:
-            raise ValueError(
-                f"DIFFUSION_PROFILE={requested!r} is not a profile; expected one of {PROFILES}."
+            raise ConfigError(
+                f"DIFFUSION_PROFILE={requested!r} is not a profile; expected one of {PROFILES}. "
+                "Set it to one of them, or unset it to choose by the machine."
             )
         return requested
     from diffusion_course.devices import has_gpu
 
     return "full" if has_gpu() else "quick"
-
-
-class ConfigError(ValueError):
-    """A hyperparameter is outside its allowed range."""
 
 
 def _require(condition, field, value, allowed):

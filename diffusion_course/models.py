@@ -72,7 +72,12 @@ def config_from_manifest(manifest):
     if not isinstance(manifest.get("config"), dict):
         raise CheckpointCorruptError("The manifest records no configuration, so no model can be "
                                      "built for it; regenerate the checkpoint.")
-    return config_class(model_name).from_dict(manifest["config"])
+    try:
+        return config_class(model_name).from_dict(manifest["config"])
+    except TypeError as error:  # a field of the wrong type, e.g. widths: null
+        raise CheckpointCorruptError(
+            f"The manifest's configuration is not a valid {manifest['config_class']} ({error}); "
+            "it was modified. Re-copy the checkpoint or regenerate it.") from error
 
 
 def load_model(checkpoint, seed=None, trainable=True):

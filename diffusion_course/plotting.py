@@ -52,6 +52,16 @@ def to_uint8(images):
     return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype("uint8")
 
 
+def viewable(images, min_size=128, gap=4):
+    """(n, h, w, 3) images as uint8 pixels, enlarged by a whole factor to at least `min_size`
+    pixels (nearest neighbour: the pixels stay sharp) and framed in `gap` white pixels, so that
+    a mosaic of 16-pixel images shows them apart and large enough to see."""
+    pixels = _image_batch(images)
+    factor = max(1, math.ceil(min_size / pixels.shape[1]))
+    pixels = pixels.repeat(factor, axis=1).repeat(factor, axis=2)
+    return np.pad(pixels, ((0, 0), (gap, gap), (gap, gap), (0, 0)), constant_values=255)
+
+
 def _image_batch(images, what="images"):
     """`images` as uint8 pixels of shape (n, height, width, 3), n >= 1, or a clear error."""
     pixels = to_uint8(images)

@@ -102,8 +102,14 @@ def expected_sha256(archive, sums=None, sha256=None):
         raise ArchiveError(f"No published sha256 for {archive}: give the release's {SUMS_NAME} "
                            "file or the archive's sha256, so that a damaged or replaced "
                            "download is caught.")
+    try:
+        lines = Path(sums).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "it is not a text file"
+        raise ArchiveError(f"Cannot read the sums file {sums}: {reason}. Give the {SUMS_NAME} "
+                           "file downloaded from the release, or the archive's --sha256.") from None
     listed = {}
-    for line in Path(sums).read_text(encoding="utf-8").splitlines():
+    for line in lines:
         digest, _, name = line.strip().partition(" ")
         if _SHA256.fullmatch(digest.lower()):
             listed[name.strip().lstrip("*")] = digest.lower()  # "*name": sha256sum's binary mode

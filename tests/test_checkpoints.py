@@ -1,3 +1,4 @@
+import errno
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ from diffusion_course.checkpoints import (
     CheckpointCorruptError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
+    CheckpointSaveError,
     load_checkpoint,
     read_manifest,
     save_checkpoint,
@@ -338,3 +340,132 @@ def test_a_save_killed_after_the_swap_leaves_the_new_checkpoint(saved):
     unrelated.mkdir()
     save_checkpoint(directory, networks, CONFIG, step=300, seed=42)
     assert leftovers(directory) == [unrelated.name]
+
+
+# ---- the manifest's seal, and manifests that are not whole ------------------------------------
+
+
+def rewrite_manifest(directory, change, reseal=False):
+    """Edits the manifest as a person would; with `reseal`, as one who knows the seal too."""
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    if reseal:
+        contents = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+        canonical = json.dumps(contents, sort_keys=True, separators=(",", ":"))
+        manifest["manifest_sha256"] = hashlib.sha256(canonical.encode()).hexdigest()
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+@pytest.mark.parametrize("field, value", [("image_size", 32), ("max_signal_rate", 0.9)])
+def test_a_hand_edited_configuration_is_refused(saved, field, value):
+    directory, _ = saved
+    rewrite_manifest(directory, lambda manifest: manifest["config"].update({field: value}))
+    for check in (lambda: read_manifest(directory), lambda: verify_checkpoint(directory),
+                  lambda: load_checkpoint(directory, fresh_pair())):
+        with pytest.raises(CheckpointCorruptError, match="was modified after it was saved"):
+            check()
+
+
+@pytest.mark.parametrize("change", [
+    lambda manifest: manifest.update(step=None),
+    lambda manifest: manifest.pop("extra"),
+    lambda manifest: manifest.update(config_class=7),
+    lambda manifest: manifest["networks"]["network"].pop("size_bytes"),
+])
+def test_a_manifest_with_null_or_missing_fields_is_reported(saved, change):
+    directory, _ = saved
+    rewrite_manifest(directory, change, reseal=True)
+    with pytest.raises(CheckpointCorruptError, match="is not a complete diffusion_course manifest"):
+        read_manifest(directory)
+
+
+def test_a_weights_file_that_is_not_hdf5_is_reported(saved):
+    directory, _ = saved
+    garbage = b"not an HDF5 file" * 100
+    (directory / "network.weights.h5").write_bytes(garbage)
+
+    def record_garbage(manifest):
+        manifest["networks"]["network"]["sha256"] = hashlib.sha256(garbage).hexdigest()
+
+    rewrite_manifest(directory, record_garbage, reseal=True)
+    with pytest.raises(CheckpointCorruptError, match="cannot be read as a weights file"):
+        load_checkpoint(directory, fresh_pair())
+
+
+def test_a_symlinked_checkpoint_is_never_replaced(saved, tmp_path):
+    directory, networks = saved
+    link = tmp_path / "linked"
+    link.symlink_to(directory)
+    with pytest.raises(FileExistsError, match="is a symbolic link"):
+        save_checkpoint(link, networks, CONFIG, step=200, seed=42)
+    assert link.is_symlink() and verify_checkpoint(directory)["step"] == 100
+    assert leftovers(link) == []
+
+
+# ---- a full disk ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 1 MiB file system (tmpfs), which a test can fill."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+
+
+def fill(disk, leave_bytes):
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * max(0, free - leave_bytes))
+
+
+def test_a_full_disk_names_the_intact_previous_checkpoint(tiny_disk):
+    directory = tiny_disk / "checkpoint"
+    networks = trained_pair(seed=1)
+    save_checkpoint(directory, networks, CONFIG, step=100, seed=42)
+    fill(tiny_disk, leave_bytes=64 << 10)
+    with pytest.raises(CheckpointSaveError) as error:
+        save_checkpoint(directory, trained_pair(seed=2), CONFIG, step=200, seed=42)
+    assert str(error.value).startswith(f"no space left on device while saving {directory}; "
+                                       f"the previous checkpoint {directory} is intact")
+    assert error.value.errno == errno.ENOSPC
+    restored = fresh_pair()
+    assert load_checkpoint(directory, restored, CONFIG)["step"] == 100
+    assert_same_weights(restored, networks)
+    assert leftovers(directory) == []
+
+
+# HDF5 crashed the process (exit 139) when its file could not be written; the save must fail
+# as a Python error instead, in a process that then exits normally.
+FULL_DISK_SAVE = """
+import sys
+from diffusion_course.checkpoints import CheckpointSaveError, save_checkpoint
+from diffusion_course.config import DDIMConfig
+from diffusion_course.networks import build_residual_unet
+
+config = DDIMConfig.from_profile("quick")
+try:
+    save_checkpoint(sys.argv[1], {"network": build_residual_unet(config)}, config, 1, 0)
+except CheckpointSaveError as error:
+    print(error)
+    sys.exit(1)
+"""
+
+
+def test_a_full_disk_does_not_crash_the_process(tiny_disk):
+    fill(tiny_disk, leave_bytes=32 << 10)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", FULL_DISK_SAVE, str(tiny_disk / "checkpoint")],
+                            env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "no space left on device while saving" in result.stdout
+    assert "no checkpoint was there before" in result.stdout
+    assert sorted(os.listdir(tiny_disk)) == ["filler"]

@@ -5,7 +5,9 @@ stays out of this process); the other commands run in this process through `main
 faster. The module's training runs start together and share the two CPU cores.
 """
 
+import contextlib
 import csv
+import io
 import json
 import os
 import shutil
@@ -17,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import keras
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -65,9 +68,14 @@ def log_rows(run):
                 for row in csv.DictReader(file)]
 
 
+def log_header(run):
+    return (run / "log.csv").read_text().splitlines()[0]
+
+
 def assert_same_logs(run, expected_run):
     """Equal logs, the mean losses to float32 precision: a resumed epoch's mean is summed
-    from two parts, which rounds differently."""
+    from two parts, which rounds differently. The columns keep their order."""
+    assert log_header(run) == log_header(expected_run)
     for row, expected_row in zip(log_rows(run), log_rows(expected_run), strict=True):
         assert row.keys() == expected_row.keys()
         for column in ("loss", "n_loss", "i_loss"):
@@ -76,10 +84,18 @@ def assert_same_logs(run, expected_run):
         assert row == expected_row
 
 
+def second_train_on(out):
+    """(exit status, stderr) of a `train --resume` started in this process on `out`."""
+    error = io.StringIO()
+    with contextlib.redirect_stderr(error), contextlib.redirect_stdout(io.StringIO()):
+        status = main(["train", "--out", str(out), "--resume"])
+    return status, error.getvalue()
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Two DDIM runs with one seed, a third killed with SIGKILL after its first checkpoint, and
-    a short DDPM run."""
+    a short DDPM run. While the third runs, a second `train` on its folder is refused."""
     root = tmp_path_factory.mktemp("cli")
     paths = SimpleNamespace(first=root / "first", second=root / "second",
                             killed=root / "killed", ddpm=root / "ddpm")
@@ -87,6 +103,8 @@ def runs(tmp_path_factory):
                              for path in (paths.first, paths.second, paths.killed))
     ddpm = start_training(*DDPM_RUN, "--out", paths.ddpm)
     wait_for_file(paths.killed / "last" / "manifest.json", killed)
+    paths.second_train = second_train_on(paths.killed)
+    assert killed.poll() is None, "the run finished before a second one could be tried"
     killed.send_signal(signal.SIGKILL)
     killed.communicate(timeout=TIMEOUT_S)
     paths.first_output = finish(first)
@@ -100,6 +118,9 @@ def runs(tmp_path_factory):
 
 def test_training_records_logs_grids_and_checkpoints(runs):
     assert "KID features: offline colour/texture statistics" in runs.first_output
+    # redirected, the progress is one line per epoch: no terminal colour or cursor codes
+    assert "\x1b[" not in runs.first_output and "\b" not in runs.first_output
+    assert "TensorBoard" not in runs.first_output
     rows = log_rows(runs.first)
     assert [row["step"] for row in rows] == ["16", "32"]
     assert all(row["kid_features"].startswith("offline") and float(row["val_kid"]) > 0
@@ -137,6 +158,24 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(runs, capsys):
     assert main(["verify", str(runs.killed / "last")]) == 0
 
 
+def test_a_second_run_on_a_folder_in_use_is_refused_with_its_holder_named(runs):
+    status, error = runs.second_train
+    assert status == 1
+    assert f"{runs.killed} is in use by another training run (process " in error
+    assert "--out " in error and str(runs.killed) in error.split("started")[1]
+
+
+def test_a_kill_before_the_last_log_update_is_repaired_by_a_resume(runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs.first, run)
+    lines = (run / "log.csv").read_text().splitlines(keepends=True)
+    (run / "log.csv").write_text("".join(lines[:-1]))  # killed between save_last and write_csv
+    output = finish(start_training("--out", run, "--resume"))
+    assert f"Resuming {run} at step {TOTAL_STEPS}" in output
+    assert (run / "log.csv").read_text() == "".join(lines)
+    assert part_hashes(run / "last") == part_hashes(runs.first / "last")
+
+
 def test_resume_refuses_other_settings_and_train_refuses_a_used_folder(runs, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--out", str(runs.first), "--resume", "--seed", "4"])
@@ -157,7 +196,11 @@ def test_verify_sample_and_evaluate_a_trained_checkpoint(runs, tmp_path, capsys)
 
     assert main(["sample", str(runs.first), "--out", str(tmp_path / "grid.png"),
                  "--batch", "4", "--seed", "1"]) == 0
-    assert Image.open(tmp_path / "grid.png").size == (32, 32)  # 2 x 2 images of 16 px
+    # 2 x 2 images of 16 px, enlarged 8 times, each framed by 4 white pixels
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert grid.shape == (2 * (8 * 16 + 8), 2 * (8 * 16 + 8), 3)
+    assert (grid[:4] == 255).all() and (grid[132:140] == 255).all()  # the gaps
+    assert (grid[4:132:8, 4:132:8] == grid[11:132:8, 11:132:8]).all()  # whole pixels, enlarged
     assert main(["sample", str(runs.first / "best"), "--out", str(tmp_path / "process.gif"),
                  "--batch", "4", "--steps", "4"]) == 0
     assert Image.open(tmp_path / "process.gif").n_frames > 2
@@ -202,9 +245,8 @@ def tamper_config(checkpoint):
     (tamper_bytes, "network.weights.h5 is corrupt: its sha256"),
     (lambda checkpoint: (checkpoint / "ema_network.weights.h5").unlink(),
      "ema_network.weights.h5 is missing"),
-    (tamper_config, "does not fit the weights"),
+    (tamper_config, "manifest.json was modified after it was saved"),
 ])
-@pytest.mark.filterwarnings("ignore:Skipping nested container")  # Keras, on the wrong widths
 def test_verify_fails_on_a_damaged_checkpoint(runs, tmp_path, capsys, tamper, expected):
     checkpoint = tmp_path / "best"
     shutil.copytree(runs.first / "best", checkpoint)

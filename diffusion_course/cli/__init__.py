@@ -1,6 +1,6 @@
 """The command line for teaching assistants: `python -m diffusion_course COMMAND ...`.
 
-    train       train a model: progress bar, CSV/TensorBoard logs, sample grids, checkpoints,
+    train       train a model: progress bar, CSV log, sample grids, checkpoints,
                 best-by-KID selection, exact --resume
     sample      a PNG grid or a GIF of the sampling process, from a checkpoint
     evaluate    the KID of a checkpoint against the validation images
@@ -16,11 +16,13 @@ success, 1 the command failed (the message says why and what to do), 2 bad argum
 """
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
 from diffusion_course.cli import evaluate, install, pack, sample, train, verify
 from diffusion_course.cli.common import KID_FEATURES, CommandError, UsageError, data_source
+from diffusion_course.cli.startup_noise import import_tensorflow_quietly
 
 EXAMPLES = """examples:
   python -m diffusion_course train --model ddim --profile quick --data synthetic \\
@@ -82,6 +84,10 @@ def run_references(args):
     regenerate(args.profile, args.out, args.data, args.kid_features, args.work_dir)
 
 
+# a full disk, a read-only one, no permission: the machine's state, not a fault of the program
+MACHINE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def expected_errors():
     """The errors that a command reports as a message (exit 1) rather than a traceback."""
     from diffusion_course.checkpoints import CheckpointError
@@ -99,6 +105,11 @@ def expected_errors():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name need not be UTF-8
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    if "tensorflow" not in sys.modules:  # the first import prints start-up notices
+        import_tensorflow_quietly()
     try:
         return args.run(args) or 0
     except UsageError as error:
@@ -107,6 +118,10 @@ def main(argv=None):
         print("\nInterrupted.", file=sys.stderr)
         return 130
     except Exception as error:
+        if isinstance(error, OSError) and error.errno in MACHINE_ERRORS:
+            print(f"error: cannot write {error.filename or 'a file'}: {error.strerror}. Free "
+                  "some space, or write somewhere you may.", file=sys.stderr)
+            return 1
         if not isinstance(error, expected_errors()):
             raise
         print(f"error: {error}", file=sys.stderr)

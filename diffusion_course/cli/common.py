@@ -9,6 +9,8 @@ returns images in [0, 1]. `DiffusionModel` (DDIM) has it; `DDPMImages` gives it 
 """
 
 import argparse
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ SWITCH_CHOICES = {"auto": "auto", "on": True, "off": False}
 # sampler needs all 1000 timesteps, too slow to run every epoch
 DDPM_PREVIEW_STEPS = 50
 SYNTHETIC_SOURCE = "synthetic"
+FILES_NAMED = 5  # at most, per kind of change, in a message about changed data
 
 
 class CommandError(Exception):
@@ -82,11 +85,11 @@ def add_checkpoint_argument(parser):
                              "checkpoint)")
 
 
-def add_kid_arguments(parser):
+def add_kid_arguments(parser, default="inception"):
     parser.add_argument("--kid-features", choices=KID_FEATURES, default=None,
                         help="features for KID: 'inception' (InceptionV3/ImageNet, the course's "
                              "KID; needs its weights) or 'offline' (weight-free statistics, not "
-                             "comparable with Inception KID) (default: inception)")
+                             f"comparable with Inception KID) (default: {default})")
     parser.add_argument("--kid-batches", type=positive_int, default=None,
                         help="validation batches to measure KID on (default: all)")
 
@@ -163,6 +166,45 @@ def describe_source(source):
     if source == "tfds":
         return "tfds: Oxford Flowers 102 through tensorflow-datasets"
     return f"{source}: the JPEG/PNG images in that folder"
+
+
+class DataFingerprint:
+    """The sha256 of every image file of a folder source, by its path inside the folder."""
+
+    def __init__(self, files):
+        self.files = files  # {relative path: [size in bytes, sha256]}
+
+    def summary(self):
+        """What a manifest records: the number of images, their bytes, one sha256 of all."""
+        listing = json.dumps(self.files, sort_keys=True).encode("utf-8")
+        return {"images": len(self.files),
+                "bytes": sum(size for size, _ in self.files.values()),
+                "sha256": hashlib.sha256(listing).hexdigest()}
+
+    def difference(self, recorded_files):
+        """The files added, removed and changed since `recorded_files`, in words."""
+        kinds = {"added": sorted(set(self.files) - set(recorded_files)),
+                 "removed": sorted(set(recorded_files) - set(self.files)),
+                 "changed": sorted(name for name in set(self.files) & set(recorded_files)
+                                   if list(self.files[name]) != list(recorded_files[name]))}
+        return "; ".join(
+            f"{len(names)} {kind} ({', '.join(names[:FILES_NAMED])}"
+            f"{', ...' if len(names) > FILES_NAMED else ''})"
+            for kind, names in kinds.items() if names) or "the files were reordered"
+
+
+def data_fingerprint(source):
+    """The `DataFingerprint` of a "folder:PATH" source; None for "tfds" and "synthetic", which
+    the installed packages fix."""
+    if not source.startswith("folder:"):
+        return None
+    from diffusion_course.checkpoints import file_sha256
+    from diffusion_course.data import list_image_files
+
+    folder = Path(source.removeprefix("folder:")).expanduser()
+    return DataFingerprint({path.relative_to(folder).as_posix(): [path.stat().st_size,
+                                                                  file_sha256(path)]
+                            for path in list_image_files(folder)})
 
 
 def validation_batches(validation, max_batches=None):

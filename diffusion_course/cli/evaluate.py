@@ -6,6 +6,7 @@ validation batches, sampler, steps and noise), so it reproduces the KID in the m
 
 
 from diffusion_course.cli.common import (
+    KID_FEATURES,
     SAMPLER_NAMES,
     add_checkpoint_argument,
     add_kid_arguments,
@@ -41,7 +42,8 @@ def add_parser(subparsers):
     parser.add_argument("--data", type=data_source,
                         help="tfds, folder:PATH or synthetic (default: the data the checkpoint "
                              "was trained on, else tfds)")
-    add_kid_arguments(parser)
+    add_kid_arguments(parser, default="the features the checkpoint's KID was measured with, "
+                                      "else inception")
     parser.add_argument("--steps", type=positive_int,
                         help="sampling steps (default: the profile's kid_diffusion_steps for "
                              "DDIM; 50 for DDPM)")
@@ -54,6 +56,22 @@ def add_parser(subparsers):
     return parser
 
 
+def recorded_run(manifest):
+    """The `train` settings that a checkpoint records, or {} for one written otherwise."""
+    run_settings = manifest["extra"].get("run")
+    return run_settings if isinstance(run_settings, dict) else {}
+
+
+def recorded_kid_features(manifest):
+    """"offline" or "inception": the features of the checkpoint's own KID, so that the
+    default measurement is comparable with it."""
+    if recorded_run(manifest).get("kid_features") in KID_FEATURES:
+        return recorded_run(manifest)["kid_features"]
+    kid = manifest["extra"].get("kid")
+    features = kid.get("features") if isinstance(kid, dict) else None
+    return "offline" if str(features).startswith("offline") else "inception"
+
+
 def run(args):
     from diffusion_course.checkpoints import read_manifest
     from diffusion_course.data import load_splits
@@ -64,8 +82,8 @@ def run(args):
     config = config_from_manifest(manifest)
     sampler, steps = sampling_plan(config, args.sampler, args.steps, default_sampler="ddim",
                                    default_steps=preview_steps(config)[0])
-    source = args.data or (manifest.get("extra") or {}).get("run", {}).get("data", "tfds")
-    kid = make_kid(args.kid_features or "inception", config.image_size)
+    source = args.data or recorded_run(manifest).get("data", "tfds")
+    kid = make_kid(args.kid_features or recorded_kid_features(manifest), config.image_size)
     # the run's seed shuffled its validation images: the same seed gives the same batches
     run_seed = manifest["seed"] or 0
     seed_everything(run_seed)

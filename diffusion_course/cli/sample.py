@@ -34,7 +34,8 @@ def add_parser(subparsers):
         "sample", help="write a grid (PNG) or the sampling process (GIF) from a checkpoint",
         description="Generate images from a checkpoint's EMA network. A .png output is a grid "
                     "of the final images; a .gif shows the noisy images step by step, ending "
-                    "on the final ones.",
+                    "on the final ones. Small images are enlarged to at least 128 pixels, "
+                    "with white gaps between them.",
         epilog=EXAMPLES)
     add_checkpoint_argument(parser)
     parser.add_argument("--out", required=True, type=Path,
@@ -56,11 +57,17 @@ def add_parser(subparsers):
 
 def run(args):
     from diffusion_course.checkpoints import read_manifest
-    from diffusion_course.plotting import save_image_grid, write_gif
+    from diffusion_course.plotting import save_image_grid, viewable, write_gif
 
     if args.out.suffix.lower() not in (".png", ".gif"):
         raise UsageError(f"--out {args.out}: the file must end in .png (a grid of the images) "
                          "or .gif (the sampling process).")
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give the file to write, e.g. "
+                         f"{args.out / ('samples' + args.out.suffix.lower())}.")
+    blocking = next((folder for folder in args.out.parents if folder.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"--out {args.out}: {blocking} is a file, not a folder.")
     checkpoint = resolve_checkpoint(args.checkpoint)
     config = config_from_manifest(read_manifest(checkpoint))
     sampler, steps = sampling_plan(config, args.sampler, args.steps, default_sampler="ddpm",
@@ -68,11 +75,13 @@ def run(args):
     model, manifest = load_model(checkpoint, seed=args.seed)
     generator = image_generator(model, sampler)
     if args.out.suffix.lower() == ".png":
-        save_image_grid(generator.generate(args.batch, steps, seed=args.seed), args.out)
+        save_image_grid(viewable(generator.generate(args.batch, steps, seed=args.seed)),
+                        args.out)
     else:
         record = ddim_process if model_name_of(config) == "ddim" else ddpm_process
         frames, images = record(generator, args.batch, steps, args.seed)
-        write_gif([*frames, *[images] * FINAL_FRAME_REPEATS], args.out)
+        write_gif([viewable(frame) for frame in [*frames, *[images] * FINAL_FRAME_REPEATS]],
+                  args.out)
     print(f"Wrote {args.out}: {args.batch} images, {sampler} sampler, {steps} steps, seed "
           f"{args.seed}, from {checkpoint} (step {manifest['step']}).")
 

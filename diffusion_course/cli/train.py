@@ -7,21 +7,29 @@ A run lives in one folder:
         best/         the networks of the epoch with the lowest validation KID
         log.csv       one row per epoch: mean losses, KID and its features, wall time
         samples/      a grid of generated images after every epoch, from the same noise each time
-        tensorboard/  per-step losses and per-epoch KID, when TensorBoard is installed
+        data-files.json   the sha256 of every image of a folder:PATH run's data
+        .lock         held by the run that uses the folder (see run_folder.py)
 
 Resuming is exact. The training data is one endless stream shuffled by the seed, so a resumed
 run skips the batches already consumed; the networks, the optimizer's moments and the model's
 random state come from `last/`. A run killed at any moment loses only the steps since `last/`
 was saved, and a save never breaks the previous checkpoint (`save_checkpoint` swaps folders).
+`last/`'s manifest holds the whole history, so a resume rewrites log.csv from it.
+
+A resume must continue the same run: the settings and, for a folder of images, the data's
+fingerprint are checked against `last/` before any data is loaded.
 """
 
 import dataclasses
+import json
 from pathlib import Path
 
 from diffusion_course.cli.common import (
     SWITCH_CHOICES,
+    CommandError,
     UsageError,
     add_kid_arguments,
+    data_fingerprint,
     data_source,
     decay,
     describe_source,
@@ -36,6 +44,7 @@ from diffusion_course.models import MODEL_NAMES, build_model, config_class
 from diffusion_course.runtime import configure_cpu_threads, make_deterministic, seed_everything
 
 DEFAULT_SAVE_EVERY = 250  # steps between the checkpoints taken inside an epoch
+DATA_FILES_NAME = "data-files.json"
 
 EXAMPLES = """examples:
   python -m diffusion_course train --model ddim --profile full --data tfds --out runs/ddim
@@ -73,9 +82,9 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "train", help="train a model, with checkpoints, logs and sample grids",
         description="Train the DDIM or DDPM model. Checkpoints go to OUT/last (for --resume) "
-                    "and OUT/best (lowest validation KID); log.csv, samples/ and tensorboard/ "
-                    "record the run. Two runs with the same seed on the same machine give "
-                    "identical weights, and so does a run killed and resumed.",
+                    "and OUT/best (lowest validation KID); log.csv and samples/ record the "
+                    "run. Two runs with the same seed on the same machine give identical "
+                    "weights, and so does a run killed and resumed.",
         epilog=EXAMPLES)
     parser.add_argument("--model", choices=MODEL_NAMES,
                         help="ddim (the assignment's model) or ddpm (the lab's); required unless "
@@ -112,8 +121,11 @@ def add_parser(subparsers):
 
 
 def run(args):
-    settings, resuming = settings_from(args)
-    train(settings, args.out, resuming)
+    from diffusion_course.cli.run_folder import held_run_folder
+
+    with held_run_folder(args.out):  # before reading the run: another may be saving it
+        settings, resuming = settings_from(args)
+        train_in_held_folder(settings, Path(args.out), resuming)
 
 
 def settings_from(args):
@@ -125,7 +137,7 @@ def settings_from(args):
         if not args.resume:
             raise UsageError(f"{args.out} already holds a training run (step {saved['step']}). "
                              "Pass --resume to continue it, or choose another --out.")
-        return RunSettings(**{**saved["extra"]["run"], **given}), True
+        return RunSettings(**{**recorded_settings(saved, args.out), **given}), True
     if args.resume:
         print(f"{args.out} holds no checkpoint yet: starting from step 0.")
     if args.model is None:
@@ -154,18 +166,39 @@ def saved_run(out):
         return None
 
 
+def recorded_settings(saved, out):
+    """The `RunSettings` fields that `last/`'s manifest records, or a clear error."""
+    recorded = saved["extra"].get("run")
+    fields = dataclasses.fields(RunSettings)
+    required = {field.name for field in fields if field.default is dataclasses.MISSING}
+    if not isinstance(recorded, dict) or not required <= set(recorded) <= {
+            field.name for field in fields}:
+        raise CommandError(
+            f"{Path(out) / 'last'} holds a checkpoint that `train` did not write (its manifest "
+            "records no run settings), so there is no run to resume. Choose another --out.")
+    return recorded
+
+
 def train(settings, out, resume=False):
     """Trains (or, with `resume`, continues) the run in `out`; returns the best checkpoint's path.
 
-    `settings.steps_per_epoch` may be None: one pass over the training data.
+    `settings.steps_per_epoch` may be None: one pass over the training data. The run holds
+    `out` (see `run_folder.held_run_folder`) until it returns.
     """
+    from diffusion_course.cli.run_folder import held_run_folder
+
+    with held_run_folder(out):
+        return train_in_held_folder(settings, Path(out), resume)
+
+
+def train_in_held_folder(settings, out, resume):
+    """`train`, once the run folder `out` is checked and held."""
     from diffusion_course.checkpoints import TRAINING_STATE_PART, TrainingState, load_checkpoint
-    from diffusion_course.cli.training_run import Progress, TrainingRun
-    from diffusion_course.data import load_splits
+    from diffusion_course.cli.training_run import Progress, TrainingRun, write_csv
+    from diffusion_course.data import TooFewImagesError, load_splits
     from diffusion_course.devices import resolve_jit_compile, resolve_mixed_precision
     from diffusion_course.training import KIDCallback, SampleGridCallback
 
-    out = Path(out)
     threads_per_op = configure_cpu_threads(settings.profile)  # before any TensorFlow op
     seed_everything(settings.seed)
     overrides = {"jit_compile": SWITCH_CHOICES[settings.jit_compile],
@@ -174,15 +207,29 @@ def train(settings, out, resume=False):
     if settings.ema is not None:
         overrides["ema"] = settings.ema
     config = config_class(settings.model).from_profile(settings.profile, **overrides)
-    # missing KID weights or data fail here, before anything is trained
-    kid = make_kid(settings.kid_features, config.image_size)
-    train_images, validation_images = load_splits(settings.model, settings.data, config,
-                                                  settings.seed)
-    settings = dataclasses.replace(
-        settings, steps_per_epoch=settings.steps_per_epoch or number_of_batches(train_images))
+    # a resume on other settings or data, missing KID weights or data fail here, before
+    # anything is trained
     saved = saved_run(out) if resume else None
     if saved is not None:
-        check_same_run(settings, saved["extra"]["run"], out)
+        recorded = recorded_settings(saved, out)
+        settings = dataclasses.replace(
+            settings, steps_per_epoch=settings.steps_per_epoch or recorded.get("steps_per_epoch"))
+        check_same_run(settings, recorded, out)
+    fingerprint = data_fingerprint(settings.data)
+    if saved is not None:
+        check_same_data(fingerprint, saved["extra"].get("data_fingerprint"), out)
+    kid = make_kid(settings.kid_features, config.image_size)
+    try:
+        train_images, validation_images = load_splits(settings.model, settings.data, config,
+                                                      settings.seed)
+    except TooFewImagesError as error:
+        raise CommandError(
+            f"The {error.what} has {error.num_images} images, fewer than one batch of the "
+            f"{settings.profile} profile ({error.batch_size}). A folder's validation part is a "
+            f"fifth of its images, so give a folder of at least {5 * error.batch_size} images, "
+            "or train with --profile quick (smaller batches), or --data synthetic.") from None
+    settings = dataclasses.replace(
+        settings, steps_per_epoch=settings.steps_per_epoch or number_of_batches(train_images))
 
     make_deterministic(settings.seed)
     model = build_model(settings.model, config, seed=settings.seed)
@@ -191,8 +238,10 @@ def train(settings, out, resume=False):
     if saved is not None:
         progress = Progress.from_manifest(load_checkpoint(out / "last", training_parts, config))
         print(f"Resuming {out} at step {progress.step}.")
+        write_csv(out / "log.csv", progress.history)  # a kill may have come before its update
     else:
         progress = Progress()
+        write_data_files(fingerprint, out)
         if settings.model == "ddim":
             model.adapt_normalizer(train_images)
 
@@ -212,6 +261,7 @@ def train(settings, out, resume=False):
     for callback in (kid_callback, grid_callback):
         callback.set_model(generator)
     run_record = {"run": dataclasses.asdict(settings), "data": describe_source(settings.data),
+                  "data_fingerprint": fingerprint and fingerprint.summary(),
                   "kid_features": kid.feature_name, "threads_per_op": threads_per_op or "default",
                   "xla": resolve_jit_compile(config.jit_compile),
                   "mixed_precision": resolve_mixed_precision(config.mixed_precision)}
@@ -241,6 +291,30 @@ def check_same_run(settings, saved, out):
         raise UsageError(f"Resuming {out} continues that run with its own settings, but "
                          f"{', '.join(conflicts)} differ. Leave them out, or choose another "
                          "output folder.")
+
+
+def check_same_data(fingerprint, recorded, out):
+    """A resumed run must train on the data it started with; the difference is named."""
+    if recorded is None or fingerprint is None or fingerprint.summary() == recorded:
+        return
+    listed = out / DATA_FILES_NAME
+    try:
+        difference = fingerprint.difference(json.loads(listed.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        difference = (f"it had {recorded['images']} images ({recorded['bytes']} bytes), it now "
+                      f"has {fingerprint.summary()['images']} "
+                      f"({fingerprint.summary()['bytes']} bytes)")
+    raise CommandError(
+        f"The data of {out} has changed since the run started: {difference}. Resuming would "
+        "train on other images than the run so far. Restore the data, or start a new run in "
+        "another --out.")
+
+
+def write_data_files(fingerprint, out):
+    """Every image's sha256, so that a resume on changed data can name the files that changed."""
+    if fingerprint is not None:
+        (out / DATA_FILES_NAME).write_text(json.dumps(fingerprint.files, indent=1) + "\n",
+                                           encoding="utf-8")
 
 
 def number_of_batches(dataset):

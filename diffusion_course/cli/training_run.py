@@ -2,7 +2,8 @@
 
 `fit` runs the steps (its loop is faster than one `train_on_batch` per step); `TrainingRun`, a
 callback, counts them, saves `last/` every `save_every` steps and at each epoch's end, and after
-each epoch measures KID, draws the sample grid, keeps `best/` and rewrites the logs.
+each epoch measures KID, draws the sample grid, keeps `best/` and rewrites the log. A loss that
+is not finite, or that explodes, stops the run before anything more is saved.
 
 Resuming inside an epoch takes two `fit` calls, because `fit` starts only at epoch boundaries:
 one for the rest of that epoch, one for the epochs after it. Keras resets its loss means at
@@ -10,13 +11,37 @@ every epoch start, so the sums of the steps before a resume come from the checkp
 """
 
 import csv
-import importlib.util
+import math
 import os
+import sys
 import time
 
 import keras
 
+from diffusion_course.cli.common import CommandError
+
 PROGRESS_BAR_SECONDS = 0.2  # reading the losses waits for the step: not after every one
+# an epoch's mean loss this many times the lowest epoch mean before it: the run has diverged
+LOSS_EXPLOSION_FACTOR = 100
+# log.csv's columns around the losses, whose names depend on the model
+FIRST_COLUMNS, LAST_COLUMNS = ("epoch", "step"), ("val_kid", "kid_features", "wall_time_s")
+
+
+class TrainingDivergedError(CommandError):
+    """The losses are not finite or have exploded: going on would only save a broken model."""
+
+
+def divergence(losses, history):
+    """Why this epoch's mean `losses` show a diverged run, or None; `history` is the epochs
+    before it."""
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            return f"this epoch's mean {name} is {value}"
+    lowest = min((row["loss"] for row in history), default=None)
+    if lowest is not None and losses.get("loss", 0.0) > LOSS_EXPLOSION_FACTOR * lowest:
+        return (f"this epoch's mean loss, {losses['loss']:.4g}, is over {LOSS_EXPLOSION_FACTOR} "
+                f"times the lowest epoch mean so far, {lowest:.4g}")
+    return None
 
 
 class Progress:
@@ -85,7 +110,6 @@ class TrainingRun(keras.callbacks.Callback):
         self.kid_callback = kid_callback
         self.grid_callback = grid_callback
         self.run_record = run_record
-        self.tensorboard = TensorBoardLog(out / "tensorboard")
         self.started = time.perf_counter()
         self.wall_time_before = progress.wall_time_s
 
@@ -109,8 +133,10 @@ class TrainingRun(keras.callbacks.Callback):
         # the loss sums of this epoch's steps before `fit` started (after a resume)
         self.sums_before = dict(self.progress.loss_sums)
         self.steps_before = self.progress.epoch_steps
-        # every value shown is already this epoch's mean, so the bar must not average them
+        # every value shown is already this epoch's mean, so the bar must not average them;
+        # redirected to a file, one line per epoch and no terminal colour codes
         self.progress_bar = keras.utils.Progbar(self.settings.steps_per_epoch,
+                                                verbose=1 if sys.stdout.isatty() else 2,
                                                 stateless_metrics=())
         self.shown_at = time.monotonic()
 
@@ -129,9 +155,10 @@ class TrainingRun(keras.callbacks.Callback):
         progress = self.progress
         row = {"epoch": epoch + 1, "step": progress.step, **progress.epoch_losses()}
         self.kid_callback.on_epoch_end(epoch, row)  # adds val_kid and prints it with features
+        if not math.isfinite(row["val_kid"]):
+            self.stop(f"the KID of the generated images is {row['val_kid']}")
         self.grid_callback.on_epoch_end(epoch)
         row.update(kid_features=self.kid_callback.kid.feature_name, wall_time_s=self.wall_time())
-        self.tensorboard.scalars({"val_kid": row["val_kid"]}, progress.step)
         # best before last: a run killed in between redoes this epoch and finds the same KID
         if progress.best_kid() is None or row["val_kid"] < progress.best_kid():
             self.save(self.out / "best", self.model.checkpoint_parts(),
@@ -141,17 +168,29 @@ class TrainingRun(keras.callbacks.Callback):
         write_csv(self.out / "log.csv", progress.history)
 
     def count_losses(self, logs):
-        """This epoch's loss sums: those from before `fit` plus Keras's means times steps."""
+        """This epoch's loss sums: those from before `fit` plus Keras's means times steps.
+
+        Every save and every line of progress comes after this count, so a diverged run is
+        stopped here, before a broken model can be saved."""
         steps = self.progress.epoch_steps - self.steps_before
         self.progress.loss_sums = {
             name: self.sums_before.get(name, 0.0) + float(value) * steps
             for name, value in logs.items()}
+        reason = divergence(self.progress.epoch_losses(), self.progress.history)
+        if reason is not None:
+            self.stop(reason)
+
+    def stop(self, reason):
+        raise TrainingDivergedError(
+            f"Training stopped at step {self.progress.step}: {reason}, so the run has "
+            f"diverged. Nothing after the last save was kept: {self.out / 'last'} and "
+            f"{self.out / 'best'} hold what came before. A resume would diverge again; "
+            "start a new run with another --seed, or lower the profile's learning_rate.")
 
     def show(self, logs):
         self.count_losses(logs)
         self.progress_bar.update(self.progress.epoch_steps,
                                  values=list(self.progress.epoch_losses().items()))
-        self.tensorboard.scalars(self.progress.epoch_losses(), self.progress.step)
         self.shown_at = time.monotonic()
 
     def save_last(self):
@@ -165,32 +204,14 @@ class TrainingRun(keras.callbacks.Callback):
                         extra)
 
 
-class TensorBoardLog:
-    """Scalars for TensorBoard, or nothing (said once) when it is not installed."""
-
-    def __init__(self, directory):
-        self.writer = None
-        if importlib.util.find_spec("tensorboard") is None:
-            print("TensorBoard logs are off: the tensorboard package is not installed "
-                  "(pip install tensorboard). log.csv has the per-epoch record.")
-            return
-        import tensorflow as tf
-
-        self.writer = tf.summary.create_file_writer(str(directory))
-
-    def scalars(self, values, step):
-        if self.writer is None:
-            return
-        import tensorflow as tf
-
-        with self.writer.as_default(step=step):
-            for name, value in values.items():
-                tf.summary.scalar(name, value)
-
-
 def write_csv(path, rows):
-    """Rewrites the whole log from the history, so it always matches the last checkpoint."""
-    columns = list(dict.fromkeys(column for row in rows for column in row))
+    """Rewrites the whole log from the history, so it always matches the last checkpoint.
+
+    The columns have one order whether the rows come from this process or from a manifest
+    (whose keys are sorted): epoch, step, "loss", the other losses by name, then the KID."""
+    losses = {column for row in rows for column in row} - {*FIRST_COLUMNS, *LAST_COLUMNS}
+    columns = [*FIRST_COLUMNS, *sorted(losses, key=lambda name: (name != "loss", name)),
+               *LAST_COLUMNS]
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, columns)

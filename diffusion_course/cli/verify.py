@@ -1,14 +1,17 @@
 """`verify`: is a checkpoint folder complete, unmodified and consistent with its configuration?
 
-It checks, in order: the manifest reads; every file has its recorded sha256; the recorded
-configuration is a valid one of a course model (and, if asked, the given model and profile);
-every network loads into a model built from that configuration; a recorded KID names its
-features. Any failure prints what is wrong and exits with status 1.
+It checks, in order: the manifest reads and is unmodified (its own sha256); every file has its
+recorded sha256; the recorded configuration is a valid one of a course model (and, if asked, the
+given model and profile); every network loads into a model built from that configuration, so the
+weights' shapes match the architecture it describes; a recorded KID names its features. Any
+failure prints what is wrong and exits with status 1. Like `sample` and `evaluate`, it takes a
+training run's folder to mean its best checkpoint.
 """
 
 import sys
 from pathlib import Path
 
+from diffusion_course.cli.common import add_checkpoint_argument, resolve_checkpoint
 from diffusion_course.models import (
     MODEL_NAMES,
     UnknownModelError,
@@ -32,7 +35,7 @@ def add_parser(subparsers):
                     "and that the weights fit it. Exits 0 when all is well, 1 with the reason "
                     "otherwise.",
         epilog=EXAMPLES)
-    parser.add_argument("checkpoint", type=Path, help="the checkpoint folder")
+    add_checkpoint_argument(parser)
     parser.add_argument("--model", choices=MODEL_NAMES, help="expect this model")
     parser.add_argument("--profile", choices=("full", "quick"),
                         help="expect this profile's architecture and noise schedule")
@@ -44,12 +47,13 @@ def run(args):
     from diffusion_course.checkpoints import CheckpointError
     from diffusion_course.config import ConfigError
 
+    checkpoint = resolve_checkpoint(args.checkpoint)
     try:
-        manifest = verify(args.checkpoint, args.model, args.profile)
+        manifest = verify(checkpoint, args.model, args.profile)
     except (CheckpointError, ConfigError, UnknownModelError) as error:
-        print(f"verify FAILED for {args.checkpoint}:\n{error}", file=sys.stderr)
+        print(f"verify FAILED for {checkpoint}:\n{error}", file=sys.stderr)
         return 1
-    print(describe(args.checkpoint, manifest))
+    print(describe(checkpoint, manifest))
     return 0
 
 
@@ -78,16 +82,18 @@ def verify(checkpoint, model_name=None, profile=None):
             f"It holds the parts {sorted(saved)}, but a {found_model} model has {sorted(parts)}.")
     load_checkpoint(checkpoint, parts, expected_config)
 
-    kid = (manifest.get("extra") or {}).get("kid")
-    if kid is not None and not kid.get("features"):
+    kid = manifest["extra"].get("kid")
+    if kid is not None and not (isinstance(kid, dict) and isinstance(kid.get("features"), str)
+                                and isinstance(kid.get("value"), (int, float))):
         raise CheckpointMismatchError(
-            f"It records a KID of {kid.get('value')} without the features it was measured with; "
-            "such a value cannot be compared with any other. Re-measure it with evaluate.")
+            f"It records the KID {kid!r}, which is not a value with the features it was "
+            "measured with; such a value cannot be compared with any other. Re-measure it "
+            "with evaluate.")
     return manifest
 
 
 def describe(checkpoint, manifest):
-    extra = manifest.get("extra") or {}
+    extra = manifest["extra"]
     lines = [f"OK: {Path(checkpoint)}",
              f"  {manifest['config_class']} (profile {manifest['profile']}), step "
              f"{manifest['step']}, seed {manifest['seed']}"]
@@ -97,4 +103,7 @@ def describe(checkpoint, manifest):
         lines.append(f"  KID {extra['kid']['value']:.4g} (features: {extra['kid']['features']})")
     if extra.get("data"):
         lines.append(f"  data: {extra['data']}")
+    if manifest["format_version"] < 2:
+        lines.append(f"  format {manifest['format_version']}: written before manifests were "
+                     "sealed, so edits to this manifest cannot be detected")
     return "\n".join(lines)
