@@ -41,9 +41,8 @@ class ReferenceRun:
 # out so that the table below stays true if a profile changes. They train on `synthetic_garden`
 # (the source "synthetic"), whose flowers a network this small learns to draw recognisably;
 # their epochs (64 steps each) fit a TA's CPU budget: measured 12 min (DDIM) + 48 min (DDPM) on
-# the 2-core build machine while 8 other jobs ran (load 15-30); at the speed the previous
-# references were trained at on an idle machine, about 1.5 + 3 min. Quality:
-# benchmarks/reference_quality.py.
+# the 2-core build machine while 8 other jobs ran (load 15-30); the DDIM run took 2.4 min on
+# the idle machine. Quality: benchmarks/reference_quality.py.
 REFERENCE_RUNS = {
     "quick": (ReferenceRun("ddim", seed=0, data="synthetic", kid_features="offline", epochs=40,
                            ema=0.99),
