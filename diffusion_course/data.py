@@ -336,17 +336,17 @@ def load_ddim_splits(source, config, seed=None):
 
     `source` is "tfds" (the 80%/20% Oxford Flowers split), "tfds:NAME" (that dataset's training
     and validation splits), "folder:PATH" (an 80%/20% split of the folder's images), or
-    "synthetic" (flower-like test images, for machines that cannot get
-    the real data; see `diffusion_course.synthetic`). Training images repeat
+    "synthetic" (flower-like test images, for machines that cannot get the real data:
+    `diffusion_course.synthetic.synthetic_garden`). Training images repeat
     `config.dataset_repetitions` times per epoch, as in the DDIM text.
     """
     common = dict(image_size=config.image_size, batch_size=config.batch_size, seed=seed)
     if source == "synthetic":
-        from diffusion_course.synthetic import synthetic_flowers
+        from diffusion_course.synthetic import synthetic_garden
 
-        train_images = synthetic_flowers(SYNTHETIC_IMAGES["train"], config.image_size, seed=0)
-        validation_images = synthetic_flowers(SYNTHETIC_IMAGES["validation"],
-                                              config.image_size, seed=1)
+        train_images = synthetic_garden(SYNTHETIC_IMAGES["train"], config.image_size, seed=0)
+        validation_images = synthetic_garden(SYNTHETIC_IMAGES["validation"],
+                                             config.image_size, seed=1)
         return (_batched(tf.data.Dataset.from_tensor_slices(train_images), config.batch_size,
                          False, config.dataset_repetitions, True, seed, True, True),
                 _batched(tf.data.Dataset.from_tensor_slices(validation_images),

@@ -1,22 +1,38 @@
 """Pictures of the diffusion process: image grids, noise schedules, denoising strips and GIFs.
 
 Every plotting function returns a `matplotlib.figure.Figure` and, given `path`, also saves it.
-Figures are made with `Figure()` rather than `pyplot`, so nothing opens a window, any backend
-works (Agg on servers), and a notebook shows a returned figure exactly once. `save_image_grid`
-and `write_gif` write pixels with Pillow, exactly and without any matplotlib rendering.
+Figures are made without `pyplot`, so nothing opens a window and any backend works (Agg on
+servers). They render themselves as PNG (`_repr_png_`), so a notebook shows a figure returned
+by a cell's last line, or passed to `display()`, exactly once, with or without
+`%matplotlib inline`, in Jupyter as in nbconvert/nbgrader runs. `save_image_grid` and
+`write_gif` write pixels with Pillow, exactly and without any matplotlib rendering; their
+`scale` and `gap` make small images large enough to see.
 
 Images are (height, width, 3) arrays with values in [0, 1]: NumPy arrays or backend tensors.
 """
 
+import io
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 CELL_INCHES = 2.0  # size of one image in a figure
+GAP_COLOUR = 255  # white lines between the images of a mosaic
+LABEL_HEIGHT = 24  # pixels of the band above a labelled GIF frame
+
+
+class NotebookFigure(Figure):
+    """A Figure that notebooks display as a PNG, without pyplot or `%matplotlib inline`."""
+
+    def _repr_png_(self):
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png")
+        return buffer.getvalue()
 
 
 # ---- pixels --------------------------------------------------------------------------------
@@ -75,31 +91,57 @@ def _grid_shape(num_images, num_rows=None, num_cols=None):
     return num_rows, num_cols
 
 
-def tile_images(images, num_cols=None):
-    """(n, h, w, 3) images -> one (rows * h, cols * w, 3) uint8 mosaic; empty cells are black."""
-    pixels = _image_batch(images)
+def _check_scale_and_gap(scale, gap):
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale={scale!r} must be a whole number >= 1 (pixels per pixel).")
+    if not isinstance(gap, int) or gap < 0:
+        raise ValueError(f"gap={gap!r} must be a whole number >= 0 (pixels between images).")
+
+
+def tile_images(images, num_cols=None, scale=1, gap=0):
+    """(n, h, w, 3) images -> one uint8 mosaic; empty cells are black.
+
+    Each image is enlarged `scale` times (every pixel becomes a scale x scale block, so nothing
+    is blurred) and the images are separated by `gap` white pixels.
+    """
+    _check_scale_and_gap(scale, gap)
+    pixels = _image_batch(images).repeat(scale, axis=1).repeat(scale, axis=2)
     num_images, height, width, _ = pixels.shape
     num_rows, num_cols = _grid_shape(num_images, num_cols=num_cols)
-    mosaic = np.zeros((num_rows * num_cols, height, width, 3), "uint8")
-    mosaic[:num_images] = pixels
-    mosaic = mosaic.reshape(num_rows, num_cols, height, width, 3)
-    return mosaic.transpose(0, 2, 1, 3, 4).reshape(num_rows * height, num_cols * width, 3)
+    mosaic = np.full((num_rows * (height + gap) - gap, num_cols * (width + gap) - gap, 3),
+                     GAP_COLOUR, "uint8")
+    for index in range(num_rows * num_cols):
+        row, col = divmod(index, num_cols)
+        cell = pixels[index] if index < num_images else 0
+        mosaic[row * (height + gap):row * (height + gap) + height,
+               col * (width + gap):col * (width + gap) + width] = cell
+    return mosaic
 
 
-def save_image_grid(images, path, num_cols=None):
+def save_image_grid(images, path, num_cols=None, scale=1, gap=0):
     """Writes the images as one PNG mosaic with Pillow (no matplotlib); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(tile_images(images, num_cols)).save(path)
+    Image.fromarray(tile_images(images, num_cols, scale, gap)).save(path)
     return path
 
 
-def write_gif(frames, path, duration_ms=100):
+def _with_label(mosaic, label):
+    """The mosaic below a white band that shows `label` in black."""
+    frame = Image.new("RGB", (mosaic.shape[1], mosaic.shape[0] + LABEL_HEIGHT), "white")
+    frame.paste(Image.fromarray(mosaic), (0, LABEL_HEIGHT))
+    font = ImageFont.load_default(size=LABEL_HEIGHT - 6)
+    ImageDraw.Draw(frame).text((4, 2), label, fill="black", font=font)
+    return frame
+
+
+def write_gif(frames, path, duration_ms=100, labels=None, num_cols=None, scale=1, gap=0):
     """Writes an animated GIF that loops forever; returns the path.
 
-    Each frame is one (h, w, 3) image or a batch (n, h, w, 3), shown as a square mosaic, e.g.
-    the predicted images after every sampling step. Pillow merges a frame identical to the one
-    before it into that frame, adding their durations.
+    Each frame is one (h, w, 3) image or a batch (n, h, w, 3), shown as a mosaic (`num_cols`,
+    `scale` and `gap` as in `tile_images`), e.g. the samples after every epoch. `labels`, one
+    per frame (e.g. "epoch 3"), are written above the frames. Pillow merges a frame identical
+    to the one before it into that frame, adding their durations.
     """
     if duration_ms <= 0:
         raise ValueError(f"duration_ms={duration_ms!r} must be > 0 (milliseconds per frame).")
@@ -109,7 +151,11 @@ def write_gif(frames, path, duration_ms=100):
             "write_gif got no frames. Pass a list of (h, w, 3) images, or of (n, h, w, 3) "
             "batches, e.g. the images after every sampling step."
         )
-    mosaics = [tile_images(frame if np.ndim(frame) == 4 else np.asarray(frame)[None])
+    if labels is not None and len(labels) != len(frames):
+        raise ValueError(f"{len(labels)} labels were given for {len(frames)} frames; pass one "
+                         "per frame.")
+    mosaics = [tile_images(frame if np.ndim(frame) == 4 else np.asarray(frame)[None],
+                           num_cols, scale, gap)
                for frame in frames]
     if len({mosaic.shape for mosaic in mosaics}) > 1:
         raise ValueError(
@@ -118,7 +164,11 @@ def write_gif(frames, path, duration_ms=100):
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    first, *rest = [Image.fromarray(mosaic) for mosaic in mosaics]
+    if labels is None:
+        first, *rest = [Image.fromarray(mosaic) for mosaic in mosaics]
+    else:
+        first, *rest = [_with_label(mosaic, str(label))
+                        for mosaic, label in zip(mosaics, labels, strict=True)]
     first.save(path, save_all=True, append_images=rest, duration=duration_ms, loop=0)
     return path
 
@@ -128,8 +178,8 @@ def write_gif(frames, path, duration_ms=100):
 
 def _new_figure(num_rows, num_cols, title=None):
     """A figure of num_rows x num_cols image cells; its axes show no ticks or frames."""
-    figure = Figure(figsize=(num_cols * CELL_INCHES, num_rows * CELL_INCHES),
-                    layout="constrained")
+    figure = NotebookFigure(figsize=(num_cols * CELL_INCHES, num_rows * CELL_INCHES),
+                            layout="constrained")
     axes = figure.subplots(num_rows, num_cols, squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -191,7 +241,7 @@ def denoising_strip(rows_of_images, row_labels=None, column_labels=None, path=No
 
 def _rates_figure(times, rates, time_label, title, path):
     """Shared by both schedule plots: each (label, rates) as one line against time."""
-    figure = Figure(figsize=(6, 4), layout="constrained")
+    figure = NotebookFigure(figsize=(6, 4), layout="constrained")
     ax = figure.subplots()
     for label, values in rates:
         ax.plot(times, values, label=label)
@@ -257,7 +307,7 @@ def plot_kid_vs_evaluations(rows, path=None, title="KID against network evaluati
     rows = list(rows)
     if not rows:
         raise ValueError("plot_kid_vs_evaluations got no rows; measure at least one sampler.")
-    figure = Figure(figsize=(6, 4), layout="constrained")
+    figure = NotebookFigure(figsize=(6, 4), layout="constrained")
     ax = figure.subplots()
     for sampler in dict.fromkeys(row["sampler"] for row in rows):
         points = sorted((row["network_evaluations"], row["kid"]) for row in rows
@@ -290,7 +340,7 @@ def plot_schedules(schedules, num_points=101, path=None, title="Diffusion schedu
     if num_points < 2:
         raise ValueError(f"num_points={num_points!r} must be >= 2 to draw a line.")
     diffusion_times = np.linspace(0.0, 1.0, num_points)
-    figure = Figure(figsize=(10, 4), layout="constrained")
+    figure = NotebookFigure(figsize=(10, 4), layout="constrained")
     noise_ax, signal_ax = figure.subplots(1, 2, sharey=True)
     for name, schedule_fn in schedules.items():
         noise_rates, signal_rates = (np.asarray(rates, "float64").ravel()
@@ -306,4 +356,40 @@ def plot_schedules(schedules, num_points=101, path=None, title="Diffusion schedu
     signal_ax.legend(fontsize="small")
     if title:
         figure.suptitle(title)
+    return _finish(figure, path)
+
+
+def plot_training_curves(history, kid_features=None, path=None, title="Training"):
+    """The losses per epoch and, when they were measured, the validation KIDs per epoch.
+
+    `history` is what `model.fit` returns (or its `.history` dict). Losses are every entry
+    ending in "loss" (a total that equals one of its parts is drawn once); KIDs are "val_kid",
+    on a second axis labelled with `kid_features`, the name of the features they used.
+    """
+    values = getattr(history, "history", history)
+    losses = {name: series for name, series in values.items()
+              if name.endswith("loss") and not name.startswith("val_")}
+    if "loss" in losses and any(np.allclose(losses["loss"], series)
+                                for name, series in losses.items() if name != "loss"):
+        del losses["loss"]
+    if not losses:
+        raise ValueError(f"The history holds no losses (its entries: {sorted(values)}); pass "
+                         "what model.fit returned.")
+    kids = values.get("val_kid")
+    figure = NotebookFigure(figsize=(11 if kids else 6, 3.5), layout="constrained")
+    axes = figure.subplots(1, 2 if kids else 1, squeeze=False)[0]
+    epochs = np.arange(1, len(next(iter(losses.values()))) + 1)
+    for name, series in losses.items():
+        axes[0].plot(epochs, series, marker="o", label=name)
+    axes[0].set(xlabel="epoch", ylabel="training loss (mean over the epoch)", title="loss")
+    axes[0].legend()
+    if kids:
+        axes[1].plot(epochs[:len(kids)], kids, marker="o", color="tab:red")
+        axes[1].set(xlabel="epoch", ylabel="KID (lower is better)")
+        features = textwrap.fill(f"features: {kid_features or 'not given'}", width=55)
+        axes[1].set_title(f"validation KID\n{features}", fontsize="small")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    figure.suptitle(title)
     return _finish(figure, path)

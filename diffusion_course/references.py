@@ -39,10 +39,13 @@ class ReferenceRun:
 # The quick runs average the EMA network over ~100 steps (ema=0.99, the quick profile's): with
 # the full profile's 0.999, an average over ~1000 steps, a run of a few hundred steps would
 # sample from weights that are still mostly their random initialisation. The decay is written
-# out so that the table below stays true if a profile changes. Their epochs are where the KID
-# stops improving.
+# out so that the table below stays true if a profile changes. They train on `synthetic_garden`
+# (the source "synthetic"), whose flowers a network this small learns to draw recognisably;
+# their epochs (64 steps each) fit a TA's CPU budget: measured 12 min (DDIM) + 48 min (DDPM) on
+# the 2-core build machine while 8 other jobs ran (load 15-30); the DDIM run took 2.4 min on
+# the idle machine. Quality: benchmarks/reference_quality.py.
 REFERENCE_RUNS = {
-    "quick": (ReferenceRun("ddim", seed=0, data="synthetic", kid_features="offline", epochs=10,
+    "quick": (ReferenceRun("ddim", seed=0, data="synthetic", kid_features="offline", epochs=40,
                            ema=0.99),
               ReferenceRun("ddpm", seed=0, data="synthetic", kid_features="offline", epochs=20,
                            ema=0.99)),

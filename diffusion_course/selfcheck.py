@@ -4,6 +4,10 @@ They check properties, not a hidden answer: the rate identities of the schedule,
 which knows the true noise lets `denoise` reconstruct the images, and that a sampler driven by
 an oracle network lands on the image the oracle knows. Each check raises `SelfCheckError` with
 what was expected and what came back.
+
+The sampler's check and the training check also run the functions they depend on. When one of
+those fails its own check, they blame it ("your diffusion_schedule fails its self-check; fix it
+first") instead of reporting a symptom that would point at a correct sampler or training run.
 """
 
 from types import MethodType, SimpleNamespace
@@ -122,8 +126,25 @@ def check_denoise(denoise, config, seed=0):
     return "denoise: all self-checks passed"
 
 
+def _check_upstream(checked, diffusion_schedule, denoise, config):
+    """Raises, blaming the first of the schedule and denoise that fails its own self-check."""
+    for name, check in (("diffusion_schedule", lambda: check_diffusion_schedule(
+            diffusion_schedule, config)), ("denoise", lambda: check_denoise(denoise, config))):
+        try:
+            check()
+        except SelfCheckError as error:
+            raise SelfCheckError(
+                f"{checked} cannot be checked yet: your {name} fails its self-check; fix it "
+                f"first ({checked} uses it). {name}'s self-check says: {error}"
+            ) from None
+
+
 def check_reverse_diffusion(reverse_diffusion, diffusion_schedule, denoise, config, seed=0):
-    """A sampler driven by an oracle that knows one image must return that image."""
+    """A sampler driven by an oracle that knows one image must return that image.
+
+    It runs the sampler with your diffusion_schedule and denoise, so those are checked first.
+    """
+    _check_upstream("reverse_diffusion", diffusion_schedule, denoise, config)
     rng = np.random.default_rng(seed)
     size = config.image_size
     target = rng.standard_normal((1, size, size, 3)).astype("float32")
@@ -176,8 +197,14 @@ def check_reverse_diffusion(reverse_diffusion, diffusion_schedule, denoise, conf
 UNLEARNED_NOISE_MAE = float(np.sqrt(2.0 / np.pi))  # E|ε| for ε ~ N(0, 1): predicting zero
 
 
-def check_training(history, threshold=0.7):
-    """The last epoch's noise MAE must fall below √(2/π) ≈ 0.798, the unlearned loss."""
+def check_training(history, diffusion_schedule, denoise, config, threshold=0.7):
+    """The model trained with a schedule and denoise that pass their self-checks, and the last
+    epoch's noise MAE fell below `threshold` (√(2/π) ≈ 0.798 is the unlearned loss).
+
+    The loss alone cannot tell: with sin and cos swapped the network still learns to predict
+    the noise (at the wrong noise levels), and the loss falls just as well.
+    """
+    _check_upstream("the training run", diffusion_schedule, denoise, config)
     losses = history.history["n_loss"]
     _expect(losses[-1] < threshold,
             f"after training, the noise MAE should be below {threshold} (a model that learned "

@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from diffusion_course.plotting import save_image_grid, viewable
+from diffusion_course.plotting import image_grid, save_image_grid, viewable
 
 
 class KIDCallback(keras.callbacks.Callback):
@@ -54,15 +54,20 @@ class SampleGridCallback(keras.callbacks.Callback):
     """Generates the same initial noise every epoch and keeps (and optionally saves) the grids.
 
     Fixed noise makes the grids comparable across epochs, which is what a training GIF shows.
+    With `show=True` a notebook displays each grid as it is made, titled `title` with the epoch
+    filled in ("samples after epoch {epoch}"): the flowers appear while the model trains.
     """
 
-    def __init__(self, num_images=18, diffusion_steps=20, directory=None, num_cols=6, seed=0):
+    def __init__(self, num_images=18, diffusion_steps=20, directory=None, num_cols=6, seed=0,
+                 show=False, title="samples after epoch {epoch}"):
         super().__init__()
         self.num_images = num_images
         self.diffusion_steps = diffusion_steps
         self.directory = Path(directory) if directory else None
         self.num_cols = num_cols
         self.seed = seed
+        self.show = show
+        self.title = title
         self.frames = []
 
     def on_epoch_end(self, epoch, logs=None):
@@ -75,3 +80,8 @@ class SampleGridCallback(keras.callbacks.Callback):
             self.directory.mkdir(parents=True, exist_ok=True)
             save_image_grid(viewable(images), self.directory / f"epoch_{epoch + 1:03d}.png",
                             self.num_cols)
+        if self.show:
+            from IPython.display import display
+
+            display(image_grid(images, num_cols=self.num_cols,
+                               title=self.title.format(epoch=epoch + 1)))

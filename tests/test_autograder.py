@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from autograder import sample_submissions, sandbox
@@ -236,3 +237,20 @@ def test_the_demo_writes_exports_feedback_and_an_untampered_gradebook(demo):
         assert tampered.fetchone()[0] == 0, "a submission rewrote the gradebook"
     verdicts = json.loads((out / "verdicts.json").read_text())
     assert "KID features" in verdicts["correct"]["test_training_kid"]["message"]
+
+
+# the pictures of the release run by nbgrader with correct answers (quick profile, grading mode):
+# training images, schedule, the samples after each of the 2 epochs, loss/KID curves, generated
+RELEASE_PICTURES = 6
+
+
+@pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
+def test_the_graded_release_and_its_feedback_show_every_picture(demo):
+    out, _, _ = demo
+    autograded = nbformat.read(out / "autograded" / "correct" / "ddim" / "ddim.ipynb",
+                               as_version=4)
+    outputs = [output for cell in autograded.cells if cell.cell_type == "code"
+               for output in cell.outputs]
+    assert sum("image/png" in output.get("data", {}) for output in outputs) == RELEASE_PICTURES
+    feedback = (out / "feedback" / "correct" / "ddim" / "ddim.html").read_text()
+    assert feedback.count("data:image/png;base64,") == RELEASE_PICTURES

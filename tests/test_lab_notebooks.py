@@ -13,6 +13,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from PIL import Image
+
+from diffusion_course.plotting import LABEL_HEIGHT
 
 LAB = Path(__file__).resolve().parents[1] / "lab"
 NOTEBOOKS = sorted(LAB.glob("*.ipynb"))
@@ -24,6 +27,12 @@ CHECKPOINT_DIRS = {"01_ddpm_walkthrough.ipynb": "missing-checkpoint",
 # the committed quick reference that each notebook loads by default
 DEFAULT_MODELS = {"01_ddpm_walkthrough.ipynb": "ddpm", "02_ddim_visualisations.ipynb": "ddpm",
                   "03_design_space.ipynb": "ddim"}
+
+
+# every picture each notebook promises: grids, strips and plots as PNG, the training GIF
+PICTURES = {"01_ddpm_walkthrough.ipynb": {"image/png": 8},
+            "02_ddim_visualisations.ipynb": {"image/png": 5, "image/gif": 1},
+            "03_design_space.ipynb": {"image/png": LAB3_PNG}}
 
 
 def test_there_are_three_lab_notebooks():
@@ -53,7 +62,7 @@ def test_notebook_runs_top_to_bottom_with_the_quick_profile(path, tmp_path, monk
     from nbclient import NotebookClient
 
     monkeypatch.setenv("DIFFUSION_PROFILE", "quick")
-    monkeypatch.setenv("LAB_DATA_SOURCE", "synthetic")
+    monkeypatch.setenv("FLOWERS_SOURCE", "synthetic")
     monkeypatch.setenv("LAB_OUTPUT_DIR", str(tmp_path))
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -73,8 +82,14 @@ def test_notebook_runs_top_to_bottom_with_the_quick_profile(path, tmp_path, monk
                for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     assert any("Profile in force: 'quick'" in output.get("text", "") for output in outputs)
-    assert sum("image/png" in output.get("data", {}) for output in outputs) >= 4
+    for mime_type, count in PICTURES[path.name].items():
+        assert sum(mime_type in output.get("data", {}) for output in outputs) == count, mime_type
+    assert not [output for output in outputs if output.get("name") == "stderr"]  # no log noise
     printed = "".join(output.get("text", "") for output in outputs)
+    if path.name == "02_ddim_visualisations.ipynb":
+        with Image.open(tmp_path / "ddim_visualisations" / "training.gif") as gif:
+            assert gif.n_frames == 6  # one per epoch, each labelled "epoch N (synthetic images)"
+            assert gif.size == (8 * 16 * 4 + 7 * 2, 2 * 16 * 4 + 2 + LABEL_HEIGHT)
     default_model = DEFAULT_MODELS[path.name]
     if checkpoint_dir is None and (LAB.parent / f"data/checkpoints/quick/{default_model}").is_dir():
         assert f"Loaded ../data/checkpoints/quick/{default_model}" in printed

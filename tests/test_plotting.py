@@ -7,12 +7,14 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from diffusion_course.plotting import (
+    LABEL_HEIGHT,
     denoising_strip,
     image_grid,
     plot_ddpm_rates,
     plot_kid_vs_evaluations,
     plot_schedule,
     plot_schedules,
+    plot_training_curves,
     save_image_grid,
     tile_images,
     to_uint8,
@@ -171,6 +173,21 @@ def test_write_gif_tiles_batches_into_frames(tmp_path):
         assert gif.size == (2 * 6, 2 * 4)
 
 
+def test_write_gif_labels_and_enlarges_every_frame(tmp_path):
+    frames = [solid_images(4) for _ in range(3)]
+    path = write_gif(frames, tmp_path / "training.gif", labels=["epoch 1", "epoch 2", "epoch 3"],
+                     num_cols=4, scale=3, gap=2)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 3
+        assert gif.size == (4 * 6 * 3 + 3 * 2, 4 * 3 + LABEL_HEIGHT)
+        for index in range(3):
+            gif.seek(index)
+            band = np.asarray(gif.convert("RGB"))[:LABEL_HEIGHT]
+            assert (band < 100).all(axis=-1).sum() > 20  # dark text on the white band
+    with pytest.raises(ValueError, match="2 labels were given for 3 frames"):
+        write_gif(frames, tmp_path / "bad.gif", labels=["epoch 1", "epoch 2"])
+
+
 def test_write_gif_refuses_empty_or_mixed_frames(tmp_path):
     with pytest.raises(ValueError, match="no frames"):
         write_gif([], tmp_path / "empty.gif")
@@ -210,3 +227,41 @@ def test_plot_kid_vs_evaluations_draws_one_sorted_line_per_sampler(tmp_path):
     assert ax.get_xscale() == "log" and "offline statistics" in ax.get_ylabel()
     with pytest.raises(ValueError, match="no rows"):
         plot_kid_vs_evaluations([])
+def test_tile_images_enlarges_pixels_and_separates_images_with_white_gaps():
+    images = np.array([[[[0.0, 0.0, 0.0]]], [[[1.0, 0.0, 0.0]]], [[[0.0, 0.0, 1.0]]]], "float32")
+    black, red, blue, white = [0, 0, 0], [255, 0, 0], [0, 0, 255], [255, 255, 255]
+    expected = np.array([[black, black, white, red, red],
+                         [black, black, white, red, red],
+                         [white, white, white, white, white],
+                         [blue, blue, white, black, black],
+                         [blue, blue, white, black, black]], "uint8")
+    np.testing.assert_array_equal(tile_images(images, num_cols=2, scale=2, gap=1), expected)
+    with pytest.raises(ValueError, match="scale=0"):
+        tile_images(images, scale=0)
+    with pytest.raises(ValueError, match="gap=-1"):
+        tile_images(images, gap=-1)
+
+
+def test_figures_show_themselves_in_a_notebook_exactly_once_without_pyplot():
+    from IPython.core.formatters import DisplayFormatter
+
+    for figure in (image_grid(solid_images(4)), plot_schedule(lambda times: (times, 1 - times)),
+                   plot_training_curves({"n_loss": [0.5, 0.3]})):
+        data, _ = DisplayFormatter().format(figure)
+        assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert "image/png" not in DisplayFormatter().format(Figure())[0]  # a plain Figure is not
+
+
+def test_training_curves_draw_each_loss_once_and_the_kid_with_its_features():
+    history = {"loss": [0.5, 0.3, 0.2], "n_loss": [0.5, 0.3, 0.2], "i_loss": [0.9, 0.6, 0.5],
+               "val_kid": [1.0, 0.4, 0.3]}
+    figure = plot_training_curves(history, kid_features="offline statistics", title="run")
+    loss_axes, kid_axes = figure.axes
+    assert [line.get_label() for line in loss_axes.get_lines()] == ["n_loss", "i_loss"]
+    np.testing.assert_array_equal(loss_axes.get_lines()[1].get_ydata(), [0.9, 0.6, 0.5])
+    np.testing.assert_array_equal(kid_axes.get_lines()[0].get_xdata(), [1, 2, 3])
+    assert "offline statistics" in kid_axes.get_title()
+    assert len(plot_training_curves({"loss": [0.5], "n_loss": [0.4]}).axes[0].get_lines()) == 2
+    assert len(plot_training_curves({"n_loss": [0.5, 0.3]}).axes) == 1  # no KID measured
+    with pytest.raises(ValueError, match="no losses"):
+        plot_training_curves({"val_kid": [1.0]})

@@ -44,7 +44,38 @@ def test_each_mistake_fails_its_own_self_check_only(name):
     assert all(message is None for other, message in failures.items() if other != mistaken)
 
 
+def history_of(noise_maes):
+    return type("History", (), {"history": {"n_loss": noise_maes}})()
+
+
 def test_a_slow_training_is_reported_with_the_unlearned_loss():
-    history = type("History", (), {"history": {"n_loss": [0.80, 0.79]}})()
     with pytest.raises(selfcheck.SelfCheckError, match="0.798"):
-        selfcheck.check_training(history)
+        selfcheck.check_training(history_of([0.80, 0.79]),
+                                 REFERENCE_FUNCTIONS["diffusion_schedule"],
+                                 REFERENCE_FUNCTIONS["denoise"], CONFIG)
+
+
+UPSTREAM_MISTAKES = sorted(name for name, mistake in MISTAKES.items()
+                           if mistake.function in ("diffusion_schedule", "denoise"))
+
+
+@pytest.mark.parametrize("name", UPSTREAM_MISTAKES)
+def test_a_correct_sampler_blames_the_mistaken_function_it_calls(name):
+    functions = define_functions(mistaken_submission(name), setup_source())
+    culprit = MISTAKES[name].function
+    with pytest.raises(selfcheck.SelfCheckError,
+                       match=f"your {culprit} fails its self-check; fix it first"):
+        selfcheck.check_reverse_diffusion(REFERENCE_FUNCTIONS["reverse_diffusion"],
+                                          functions["diffusion_schedule"], functions["denoise"],
+                                          CONFIG)
+
+
+def test_the_training_check_catches_a_swapped_schedule_whose_loss_fell():
+    history = history_of([0.45, 0.30])  # what a run with sin and cos swapped reaches
+    swapped = define_functions(mistaken_submission("schedule_sin_cos_swapped"), setup_source())
+    with pytest.raises(selfcheck.SelfCheckError,
+                       match="your diffusion_schedule fails its self-check; fix it first"):
+        selfcheck.check_training(history, swapped["diffusion_schedule"], swapped["denoise"],
+                                 CONFIG)
+    assert "fell from 0.450 to 0.300" in selfcheck.check_training(
+        history, REFERENCE_FUNCTIONS["diffusion_schedule"], REFERENCE_FUNCTIONS["denoise"], CONFIG)
