@@ -243,6 +243,23 @@ subprocess.Popen([sys.executable, "-c", "import time, pathlib; time.sleep(1); "
     assert not marker.exists(), "a detached process outlived the sandbox"
 
 
+def test_the_sandbox_dies_when_the_grading_process_is_killed(course):
+    """nbgrader killed with SIGKILL (or Ctrl-C mid-cleanup) must not leave a kernel running."""
+    work = alice(course)
+    marker = work / "outlived-the-grader"
+    argv = sandbox.command(python("import time, pathlib; time.sleep(3); "
+                                  f"pathlib.Path({str(marker)!r}).touch()"), write=[work])
+    # a stand-in for nbgrader: starts the sandbox, then is killed before it finishes
+    grader = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               f"subprocess.Popen({argv!r}); time.sleep(60)"], cwd=work,
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    time.sleep(1.5)
+    grader.kill()
+    grader.wait()
+    time.sleep(4)
+    assert not marker.exists(), "the sandboxed command outlived the process that started it"
+
+
 @as_root
 def test_concurrent_sandboxes_get_different_uids(course):
     outputs = []

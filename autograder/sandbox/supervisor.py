@@ -258,6 +258,7 @@ class Supervisor:
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, forward)
         ready, setup_messages, written = setup_fd is None, bytearray(), 0
+        parent = os.getppid()  # if it dies (Ctrl-C, kill -9 of nbgrader), so does the sandbox
         deadline = time.monotonic() + self.limits.wall_seconds
         next_disk_check = time.monotonic()
         open_outputs = set(outputs)
@@ -265,6 +266,9 @@ class Supervisor:
             now = time.monotonic()
             if now >= deadline:
                 self._stop(process, "wall time")
+                break
+            if os.getppid() != parent:
+                self._stop(process, limit=None)
                 break
             if now >= next_disk_check and self.watched:
                 size, too_many = _writable_size(self.watched)
@@ -299,7 +303,8 @@ class Supervisor:
         return self._outcome(returncode)
 
     def _stop(self, process, limit):
-        self.report["limit"] = self.limits.describe(limit) + " exceeded"
+        if limit is not None:
+            self.report["limit"] = self.limits.describe(limit) + " exceeded"
         try:
             os.killpg(process.pid, signal.SIGKILL)  # bwrap; its PID namespace dies with it
         except ProcessLookupError:
