@@ -21,10 +21,11 @@ import re
 import sys
 import tempfile
 
-# the start-up lines of a TensorFlow import that say nothing to a student
+# the start-up lines of a TensorFlow import (and of its GPU probe) that say nothing to a user
 STARTUP_NOISE = re.compile(
     r"WARNING: All log messages before absl::InitializeLog"
     r"|^[IW]\d{4} .*(port\.cc|cudart_stub\.cc|cpu_feature_guard\.cc|cuda_(fft|dnn|blas)\.cc)"
+    r"|^E\d{4} .*cuda_\w+\.cc:\d+\] failed call to cuInit"
     r"|^To enable the following instructions: .* rebuild TensorFlow"
 )
 # tfds logs this warning while it looks for a dataset that is not downloaded yet
@@ -40,14 +41,17 @@ class _DropMessages(logging.Filter):
         return self.fragment not in record.getMessage()
 
 
-def _import_with_stderr_captured(module_name):
-    """Imports `module_name` with file descriptor 2 redirected; returns what was written."""
+def _import_with_stderr_captured(module_name, probe_gpus):
+    """Imports `module_name` (and lists the GPUs, which logs the CUDA notices, if asked) with
+    file descriptor 2 redirected; returns what was written."""
     sys.stderr.flush()
     saved_stderr = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            __import__(module_name)
+            module = __import__(module_name)
+            if probe_gpus:
+                module.config.list_physical_devices("GPU")
         finally:
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
@@ -55,11 +59,14 @@ def _import_with_stderr_captured(module_name):
         return captured.read().decode(errors="replace")
 
 
-def quiet_tensorflow_startup():
-    """Imports TensorFlow without its start-up noise; call it before anything imports it."""
+def quiet_tensorflow_startup(probe_gpus=False):
+    """Imports TensorFlow without its start-up noise; call it before anything imports it.
+
+    probe_gpus: also look for GPUs now, so that the CUDA probe's notices are filtered too (the
+        command line does; a notebook leaves that to its profile cell)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" not in sys.modules:
-        captured = _import_with_stderr_captured("tensorflow")
+        captured = _import_with_stderr_captured("tensorflow", probe_gpus)
         kept = [line for line in captured.splitlines() if not STARTUP_NOISE.search(line)]
         if kept:
             print("\n".join(kept), file=sys.stderr)

@@ -34,7 +34,7 @@ from diffusion_course.cli import (
     verify,
 )
 from diffusion_course.cli.common import KID_FEATURES, CommandError, UsageError, data_source
-from diffusion_course.cli.startup_noise import import_tensorflow_quietly
+from diffusion_course.quiet import quiet_tensorflow_startup
 
 EXAMPLES = """examples:
   python -m diffusion_course train --model ddim --profile quick --data synthetic \\
@@ -120,8 +120,7 @@ def main(argv=None):
     for stream in (sys.stdout, sys.stderr):  # a file name need not be UTF-8
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    if "tensorflow" not in sys.modules:  # the first import prints start-up notices
-        import_tensorflow_quietly()
+    quiet_tensorflow_startup(probe_gpus=True)  # the first import prints start-up notices
     try:
         return args.run(args) or 0
     except UsageError as error:
