@@ -53,14 +53,10 @@ def to_uint8(images):
     return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype("uint8")
 
 
-def viewable(images, min_size=128, gap=4):
-    """(n, h, w, 3) images as uint8 pixels, enlarged by a whole factor to at least `min_size`
-    pixels (nearest neighbour: the pixels stay sharp) and framed in `gap` white pixels, so that
-    a mosaic of 16-pixel images shows them apart and large enough to see."""
-    pixels = _image_batch(images)
-    factor = max(1, math.ceil(min_size / pixels.shape[1]))
-    pixels = pixels.repeat(factor, axis=1).repeat(factor, axis=2)
-    return np.pad(pixels, ((0, 0), (gap, gap), (gap, gap), (0, 0)), constant_values=255)
+def enlargement(image_size, min_size=128):
+    """The whole factor (`scale` of `tile_images`) that shows `image_size`-pixel images at
+    least `min_size` pixels wide: a mosaic of 16-pixel images is otherwise too small to see."""
+    return max(1, math.ceil(min_size / image_size))
 
 
 def _image_batch(images, what="images"):

@@ -9,7 +9,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from diffusion_course.plotting import image_grid, save_image_grid, viewable
+from diffusion_course.plotting import enlargement, image_grid, save_image_grid
+
+GRID_GAP = 4  # white pixels between the images of a saved grid
 
 
 class KIDCallback(keras.callbacks.Callback):
@@ -78,8 +80,8 @@ class SampleGridCallback(keras.callbacks.Callback):
         self.frames.append(images)
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            save_image_grid(viewable(images), self.directory / f"epoch_{epoch + 1:03d}.png",
-                            self.num_cols)
+            save_image_grid(images, self.directory / f"epoch_{epoch + 1:03d}.png",
+                            self.num_cols, scale=enlargement(size), gap=GRID_GAP)
         if self.show:
             from IPython.display import display
 

@@ -196,11 +196,11 @@ def test_verify_sample_and_evaluate_a_trained_checkpoint(runs, tmp_path, capsys)
 
     assert main(["sample", str(runs.first), "--out", str(tmp_path / "grid.png"),
                  "--batch", "4", "--seed", "1"]) == 0
-    # 2 x 2 images of 16 px, enlarged 8 times, each framed by 4 white pixels
+    # 2 x 2 images of 16 px, enlarged 8 times, 4 white pixels between them
     grid = np.asarray(Image.open(tmp_path / "grid.png"))
-    assert grid.shape == (2 * (8 * 16 + 8), 2 * (8 * 16 + 8), 3)
-    assert (grid[:4] == 255).all() and (grid[132:140] == 255).all()  # the gaps
-    assert (grid[4:132:8, 4:132:8] == grid[11:132:8, 11:132:8]).all()  # whole pixels, enlarged
+    assert grid.shape == (2 * 8 * 16 + 4, 2 * 8 * 16 + 4, 3)
+    assert (grid[128:132] == 255).all() and (grid[:, 128:132] == 255).all()  # the gaps
+    assert (grid[0:128:8, 0:128:8] == grid[7:128:8, 7:128:8]).all()  # whole pixels, enlarged
     assert main(["sample", str(runs.first / "best"), "--out", str(tmp_path / "process.gif"),
                  "--batch", "4", "--steps", "4"]) == 0
     assert Image.open(tmp_path / "process.gif").n_frames > 2

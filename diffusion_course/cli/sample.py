@@ -57,7 +57,7 @@ def add_parser(subparsers):
 
 def run(args):
     from diffusion_course.checkpoints import read_manifest
-    from diffusion_course.plotting import save_image_grid, viewable, write_gif
+    from diffusion_course.plotting import enlargement, save_image_grid, write_gif
 
     if args.out.suffix.lower() not in (".png", ".gif"):
         raise UsageError(f"--out {args.out}: the file must end in .png (a grid of the images) "
@@ -74,14 +74,14 @@ def run(args):
                                    default_steps=preview_steps(config)[1])
     model, manifest = load_model(checkpoint, seed=args.seed)
     generator = image_generator(model, sampler)
+    readable = dict(scale=enlargement(config.image_size), gap=4)  # large, with white gaps
     if args.out.suffix.lower() == ".png":
-        save_image_grid(viewable(generator.generate(args.batch, steps, seed=args.seed)),
-                        args.out)
+        save_image_grid(generator.generate(args.batch, steps, seed=args.seed), args.out,
+                        **readable)
     else:
         record = ddim_process if model_name_of(config) == "ddim" else ddpm_process
         frames, images = record(generator, args.batch, steps, args.seed)
-        write_gif([viewable(frame) for frame in [*frames, *[images] * FINAL_FRAME_REPEATS]],
-                  args.out)
+        write_gif([*frames, *[images] * FINAL_FRAME_REPEATS], args.out, **readable)
     print(f"Wrote {args.out}: {args.batch} images, {sampler} sampler, {steps} steps, seed "
           f"{args.seed}, from {checkpoint} (step {manifest['step']}).")
 
