@@ -87,24 +87,15 @@ def run(args):
 
 
 def ddim_process(model, num_images, steps, seed):
-    """(noisy images before every step, final images) of the DDIM model, in [0, 1].
-
-    The steps are the assignment's `reverse_diffusion`, so they are observed through the
-    `denoise` calls it makes rather than written a second time here.
-    """
-    noisy_images = []
-    denoise = model.denoise
-
-    def recording_denoise(images, noise_rates, signal_rates, training):
-        noisy_images.append(np.asarray(model.denormalize(images)))
-        return denoise(images, noise_rates, signal_rates, training)
-
-    object.__setattr__(model, "denoise", recording_denoise)  # past Keras's attribute tracking
-    try:
-        images = np.asarray(model.generate(num_images, steps, seed=seed))
-    finally:
-        object.__delattr__(model, "denoise")
-    return noisy_images[::math.ceil(len(noisy_images) / GIF_FRAMES)], images
+    """(noisy images before every step, final images) of the DDIM model, in [0, 1]: the
+    deterministic DDIM sampler that `model.generate` runs, with its trajectory recorded."""
+    initial_noise = model.initial_noise(num_images, None, seed)
+    images, trajectory = model.sampler("ddim", steps).sample(
+        model.ema_network, initial_noise, seed=seed, return_trajectory=True,
+        record_every=math.ceil(steps / GIF_FRAMES))
+    frames = [np.asarray(model.denormalize(noisy_images))
+              for noisy_images in trajectory.noisy_images]
+    return frames, np.asarray(model.denormalize(images))
 
 
 def ddpm_process(generator, num_images, steps, seed):
