@@ -17,6 +17,7 @@ from pathlib import Path
 
 from diffusion_course.config import LOSS_WEIGHTINGS, PREDICTIONS
 from diffusion_course.references import DEFAULT_ROOT
+from diffusion_course.sampler_comparison import write_rows
 
 GRID_FILE_NAME = "prediction_x_loss_weighting.csv"
 # kid is the run's best (lowest) KID, measured after epoch `best_step` / steps per epoch
@@ -83,13 +84,7 @@ def train_grid(profile, out=None, predictions=PREDICTIONS, loss_weightings=LOSS_
 
 
 def write_grid(rows, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, GRID_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_rows(rows, path, GRID_COLUMNS)
 
 
 def read_grid(path):

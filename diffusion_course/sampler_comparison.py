@@ -109,12 +109,12 @@ def kid_against_evaluations(generators, step_counts, validation_batches, kid, se
     return rows
 
 
-def write_rows(rows, path):
+def write_rows(rows, path, columns=ROW_COLUMNS):
     """The rows as a CSV file, one measurement per line; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, ROW_COLUMNS)
+        writer = csv.DictWriter(file, columns)
         writer.writeheader()
         writer.writerows(rows)
     return path
