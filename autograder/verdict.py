@@ -13,6 +13,7 @@ verdict: it is written to GRADER_ERROR_FILE there and raised, so that nbgrader r
 and the grading run reports FAILED (grader error) and grades the student again.
 """
 
+import atexit
 import json
 import os
 import threading
@@ -28,6 +29,17 @@ from autograder.errors import GraderError
 from autograder.submission import function_programs
 
 JUDGING = "autograder_judging"  # the key of the running judgement in nbconvert's resources
+# How long nbgrader's exit waits for a judge still running (after the notebook itself failed):
+# a process that exits while TensorFlow runs in that thread aborts ("terminate called without
+# an active exception", SIGABRT), which would read as a grader fault instead of the student's.
+JUDGE_EXIT_WAIT_S = 300
+_judges = []
+
+
+@atexit.register
+def _let_running_judges_finish():
+    for thread in _judges:
+        thread.join(timeout=JUDGE_EXIT_WAIT_S)
 
 
 def _grade_in_background(programs):
@@ -44,7 +56,8 @@ def _grade_in_background(programs):
         except BaseException as error:  # noqa: BLE001 - handed to whoever collects the result
             future.set_exception(error)
 
-    threading.Thread(target=run, name="judge", daemon=True).start()
+    _judges.append(threading.Thread(target=run, name="judge", daemon=True))
+    _judges[-1].start()
     return future
 
 

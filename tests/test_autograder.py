@@ -246,7 +246,7 @@ RELEASE_PICTURES = 6
 
 @pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
 def test_the_graded_release_and_its_feedback_show_every_picture(demo):
-    out, _, _ = demo
+    out, *_ = demo
     autograded = nbformat.read(out / "autograded" / "correct" / "ddim" / "ddim.ipynb",
                                as_version=4)
     outputs = [output for cell in autograded.cells if cell.cell_type == "code"
