@@ -173,20 +173,11 @@ del _hoard
 '''
 
 PROCESS_BOMB = '''\
-import os as _os, time as _time
-_children = []
-for _step in range(1500):  # over the 1,024-process limit; each child sleeps, then exits
-    try:
-        _child = _os.fork()
-    except OSError:
-        break
-    if _child == 0:
-        _time.sleep(20)
-        _os._exit(0)
-    _children.append(_child)
-for _child in _children:
-    _os.kill(_child, 9)
-    _os.waitpid(_child, 0)
+import subprocess as _subprocess
+# 1,500 sleeping shells' children, over the 1,024-process limit; forks from a small shell, not
+# from the kernel (forking a TensorFlow process 1,500 times takes minutes on a 2-core machine)
+_subprocess.run(["sh", "-c", "i=0; while [ $i -lt 1500 ]; do sleep 3 & i=$((i+1)); done; "
+                 "wait"], stderr=_subprocess.DEVNULL, timeout=30)
 '''
 
 DISK_BOMB = '''\
