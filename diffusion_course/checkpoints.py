@@ -145,15 +145,18 @@ def save_checkpoint(directory, networks, config, step, seed, extra=None):
 def copy_checkpoint(source, directory):
     """Copies the checkpoint at `source` to `directory` with the same atomic swap as a save.
 
-    Only the manifest and the files it lists are copied, after every sha256 is checked; a
-    checkpoint already at `directory` is replaced only once the copy is complete. Returns the
-    manifest.
+    Only the manifest and the files it lists are copied, after every sha256 is checked, and the
+    model card (README.md) when there is one as a regular file; a checkpoint already at
+    `directory` is replaced only once the copy is complete. Returns the manifest.
     """
     manifest = verify_checkpoint(source)
     source = _existing_checkpoint(source)
+    card = source / "README.md"  # documentation, written by `card`: not part of the hashes
+    names = [MANIFEST_NAME, *(entry["file"] for entry in manifest["networks"].values()),
+             *(["README.md"] if card.is_file() and not card.is_symlink() else [])]
 
     def copy_files(temporary):
-        for name in [MANIFEST_NAME, *(entry["file"] for entry in manifest["networks"].values())]:
+        for name in names:
             shutil.copyfile(source / name, temporary / name)
             _fsync(temporary / name)
         _verify_files(temporary, manifest, manifest["networks"])  # the copy, not just the source

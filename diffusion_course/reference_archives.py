@@ -31,6 +31,7 @@ from diffusion_course.checkpoints import (
     read_manifest,
 )
 from diffusion_course.config import PROFILES
+from diffusion_course.model_card import CARD_NAME
 from diffusion_course.models import model_name_of
 from diffusion_course.references import DEFAULT_ROOT, REFERENCE_RUNS, reference_checkpoint
 
@@ -72,6 +73,8 @@ def _write_archive(folder, manifest, path):
     times, so that its bytes depend on the files' contents only."""
     top = path.name.removesuffix(ARCHIVE_SUFFIX)
     names = [MANIFEST_NAME, *sorted(entry["file"] for entry in manifest["networks"].values())]
+    if (Path(folder) / CARD_NAME).is_file():  # the model card travels with its checkpoint
+        names.append(CARD_NAME)
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with tarfile.open(temporary, "w", format=tarfile.USTAR_FORMAT) as tar:

@@ -74,7 +74,9 @@ def test_pack_writes_one_archive_per_reference_and_their_sums(packed):
             names = sorted(member.name for member in tar.getmembers())
             assert all(member.isfile() for member in tar.getmembers())
         listed = [entry["file"] for entry in read_manifest(committed(model))["networks"].values()]
-        assert names == sorted(f"{model}-quick/{name}" for name in ["manifest.json", *listed])
+        # the model card (README.md) travels with the checkpoint it describes
+        assert names == sorted(f"{model}-quick/{name}"
+                               for name in ["manifest.json", "README.md", *listed])
 
 
 def test_packing_again_gives_byte_identical_archives(packed, tmp_path):
