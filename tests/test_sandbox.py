@@ -279,6 +279,16 @@ def test_concurrent_sandboxes_get_different_uids(course):
 # ---- set-up: grader faults, races ----------------------------------------------------------
 
 
+def test_the_wrapper_starts_without_pythonpath_from_any_folder(course):
+    """CI's fresh clone has no PYTHONPATH and `autograder` is not installed: the wrapper must
+    still find itself (it once failed every judge run there with 'No module named autograder')."""
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    argv = sandbox.command(["true"], write=[alice(course)])
+    result = subprocess.run(argv, cwd=alice(course), env=environment, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_setup_failure_exits_125_with_the_reason(course, tmp_path):
     result, report = run(alice(course), ["true"], "--allow", str(tmp_path / "missing"))
     assert result.returncode == sandbox.SETUP_FAILED

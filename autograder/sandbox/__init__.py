@@ -32,6 +32,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from autograder.limits import LIMITS, SANDBOX_UID_BASE
 
@@ -40,9 +41,12 @@ MODE_VARIABLE = "AUTOGRADER_SANDBOX"
 REPORT_MAX_BYTES = 64 * 1024
 REPORT_KEYS = {"setup_error", "limit", "returncode", "signal", "wall_s"}
 # the trusted wrapper: without `site` (-S: it needs the standard library only, and starts 0.1 s
-# sooner) and without the cwd on sys.path (-P: the cwd may be the student's folder); it imports
-# `autograder` from PYTHONPATH
-WRAPPER = (sys.executable, "-S", "-P", "-m", "autograder.sandbox")
+# sooner) and without the cwd on sys.path (-P: the cwd may be the student's folder). It imports
+# `autograder` from this checkout, whatever the caller's PYTHONPATH says.
+_CHECKOUT = str(Path(__file__).resolve().parents[2])
+WRAPPER = (sys.executable, "-S", "-P", "-c",
+           f"import sys; sys.path.insert(0, {_CHECKOUT!r}); "
+           "from autograder.sandbox.__main__ import main; sys.exit(main())")
 
 
 class SandboxUnavailableError(RuntimeError):
