@@ -108,23 +108,34 @@ class _TrainingRuns:
     def _key(self, preamble, programs):
         return json.dumps(self._run(preamble, programs), sort_keys=True)
 
+    def needed(self, preamble, programs):
+        """Whether these programs are neither cached nor running already."""
+        return (self._key(preamble, programs) not in self.running
+                and self.evaluator.cached(self._run(preamble, programs)) is None)
+
+    def request(self, programs):
+        """The "training" part of a runner request that trains these programs."""
+        evaluator = self.evaluator
+        return {"config": evaluator.config.to_dict(), "programs": programs,
+                "seed": evaluator.seed, "steps": evaluator.budget.steps,
+                "num_train_images": evaluator.budget.num_train_images,
+                "images_seed": TRAIN_IMAGES_SEED}
+
+    def adopt(self, preamble, programs, run):
+        """Counts `run` (started with `request(programs)` as its training part) as their run."""
+        self.running[self._key(preamble, programs)] = run
+
     def start(self, preamble, programs, secret=False):
         """Starts the run unless it is cached or running already.
 
         secret: the programs hold reference code, so nothing the run prints or raises may reach
         the student's feedback.
         """
-        key = self._key(preamble, programs)
-        if key not in self.running and self.evaluator.cached(self._run(preamble,
-                                                                      programs)) is None:
-            evaluator = self.evaluator
-            self.running[key] = self.session.start({
-                "config": evaluator.config.to_dict(), "preamble": preamble,
-                "training": {"programs": programs, "seed": evaluator.seed,
-                             "steps": evaluator.budget.steps,
-                             "num_train_images": evaluator.budget.num_train_images,
-                             "images_seed": TRAIN_IMAGES_SEED}},
-                "training run", evaluator.budget.timeout_s, secret=secret)
+        if self.needed(preamble, programs):
+            self.adopt(preamble, programs, self.session.start(
+                {"config": self.evaluator.config.to_dict(), "preamble": preamble,
+                 "training": self.request(programs)},
+                "training run", self.evaluator.budget.timeout_s, secret=secret))
 
     def cancel(self, preamble, programs):
         run = self.running.pop(self._key(preamble, programs), None)
@@ -138,6 +149,7 @@ class _TrainingRuns:
             return cached
         self.start(preamble, programs, secret)
         run = self.running.pop(self._key(preamble, programs))
+        run.what = "training run"  # a units run that trains afterwards is in its second part
         try:
             result = run.wait_for("training")
         except RunnerFailure as failure:
@@ -187,15 +199,22 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
     training_config, budget = training_setup(config)
     programs = {name: as_program(name, functions.get(name)) for name in FUNCTION_NAMES}
     with _Session(timeout) as session:
-        units_run = session.start({"config": config.to_dict(), "preamble": preamble,
-                                   "programs": programs}, "units run", UNITS_TIMEOUT_S)
         evaluator = Evaluator(training_config, budget, seed, cache_dir or default_cache_dir())
         trainings = _TrainingRuns(session, evaluator)
-        # a submission that answers every cell most likely passes all three tests: its
-        # training starts now, beside the probes, and is replaced if a test fails
-        if not any(UNANSWERED in cell["source"] for program in programs.values()
-                   for cell in program if cell["own"]):
-            trainings.start(preamble, programs)
+        units_request = {"config": config.to_dict(), "preamble": preamble, "programs": programs}
+        # a submission that answers every cell most likely passes all three tests: the units
+        # runner then trains its functions right after the probes (one TensorFlow start-up
+        # fewer), and that training is cancelled if a test fails
+        speculative = (not any(UNANSWERED in cell["source"] for program in programs.values()
+                               for cell in program if cell["own"])
+                       and trainings.needed(preamble, programs))
+        units_timeout = UNITS_TIMEOUT_S
+        if speculative:
+            units_request["training"] = trainings.request(programs)
+            units_timeout += budget.timeout_s
+        units_run = session.start(units_request, "units run", units_timeout)
+        if speculative:
+            trainings.adopt(preamble, programs, units_run)
         trainings.start(setup_source(), _reference_programs())
         reference_outputs(config)
         untrained = evaluator.untrained_metrics()

@@ -16,8 +16,9 @@ The request comes on stdin, one JSON object:
     preamble    the notebook's setup cell (imports), run before each function's cells
     programs    {"diffusion_schedule" | "denoise" | "reverse_diffusion": [cell, ...]}, each cell
                 {"label", "source", "own"} (see recording.define_function); "units" probes them
-    training    null, or {"programs", "seed", "steps", "num_train_images", "images_seed"}: a
-                seeded training run of these programs on synthetic flowers
+    training    null, or {"config", "programs", "seed", "steps", "num_train_images",
+                "images_seed"}: a seeded training run of these programs on synthetic flowers,
+                after the probes when both are asked for (one TensorFlow start-up for both)
 
 The results go back over stdout, a pipe the judge owns, as `channel.py` messages, in order:
 "ready" (imports done, no student code run yet), "student_code" (just before the first cell
@@ -119,7 +120,9 @@ def main():
             units = run_units(request, config, store, channel.on_student_code)
             channel.send({"event": "units", **units}, store)
         if request.get("training"):
-            result, store = run_training(request["training"], request["preamble"], config,
+            training = request["training"]
+            result, store = run_training(training, request["preamble"],
+                                         DDIMConfig.from_dict(training["config"]),
                                          channel)
             channel.send({"event": "training", **result}, store)
     except BaseException as error:  # noqa: BLE001 - reported with its evidence, then exit 1
