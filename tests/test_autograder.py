@@ -91,6 +91,15 @@ def test_the_sample_submissions_are_up_to_date(tmp_path):
     assert set(special) == set(sample_submissions.EXPECTED_SCORES)
 
 
+def test_every_sample_is_graded_by_the_end_to_end_test_or_the_judges_tests():
+    """The judge-level samples are each graded in tests/test_judge.py; the others here."""
+    judge_tests = (REPO_ROOT / "tests" / "test_judge.py").read_text()
+    for sample in sample_submissions.JUDGE_LEVEL_SAMPLES:
+        assert sample in sample_submissions.EXPECTED_SCORES
+        assert sample.startswith("mistake-") or f'"{sample}"' in judge_tests, sample
+    assert not {"correct", "untouched"} & set(sample_submissions.JUDGE_LEVEL_SAMPLES)
+
+
 def test_the_readme_table_shows_the_expected_grades():
     readme = (REPO_ROOT / "autograder" / "README.md").read_text()
     for student, scores in sample_submissions.EXPECTED_SCORES.items():
@@ -141,11 +150,15 @@ def planted_files(*places):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """Grades every sample submission (the hard-link and FIFO samples too) with the demo,
-    --jobs 2: a Ctrl-C once a few students are done, then the rerun that finishes the class."""
+    """Grades the sample submissions (the hard-link and FIFO samples too) with the demo, --jobs
+    2: a Ctrl-C once a few students are done, then the rerun that finishes the class.
+
+    The judge-level samples are left to tests/test_judge.py (see JUDGE_LEVEL_SAMPLES)."""
     root = tmp_path_factory.mktemp("demo")
     submissions, out, home = root / "submissions", root / "course", root / "home"
     sample_submissions.build(submissions, special_files=True)
+    for student in sample_submissions.JUDGE_LEVEL_SAMPLES:
+        shutil.rmtree(submissions / student)
     for student, copied in STUDENTS_ADDED_BY_THE_TEST.items():
         shutil.copytree(submissions / (copied or "correct"), submissions / student)
     home.mkdir()
@@ -193,6 +206,8 @@ def test_every_sample_submission_gets_its_expected_grade(demo):
     out, rows, _, _, _ = demo
     expected_scores = {**sample_submissions.EXPECTED_SCORES, "--help": sample_submissions.NOTHING,
                        "two\nlines": None}
+    for student in sample_submissions.JUDGE_LEVEL_SAMPLES:
+        del expected_scores[student]
     assert set(rows) == set(expected_scores)
     for student, expected in expected_scores.items():
         row = rows[student]

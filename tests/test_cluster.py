@@ -78,8 +78,14 @@ def servers():
 
 
 def cluster(*arguments):
+    """`python -m autograder.cluster ...` with this venv's interpreter, the venv not activated
+    (PATH without its bin folder): the tasks must still run with this interpreter."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(folder for folder in os.environ["PATH"].split(os.pathsep)
+                           if folder != venv_bin)
     result = subprocess.run([sys.executable, "-m", "autograder.cluster", *arguments],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PATH": path})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 

@@ -19,14 +19,13 @@ import nbformat
 import numpy as np
 import pytest
 
-from autograder import GRADER_ERROR_FILE, VERDICTS_FILE, records_folder
+from autograder import GRADER_ERROR_FILE, VERDICTS_FILE, records_folder, sample_submissions
 from autograder.errors import GraderError
 from autograder.grader_state.cache import MetricsCache
 from autograder.judge import grade
 from autograder.mistakes import (
     FUNCTION_NAMES,
     MISTAKES,
-    mistaken_submission,
     unanswered_submission,
 )
 from autograder.reference import setup_source, solution_sources
@@ -120,13 +119,28 @@ def test_an_equivalent_solution_written_differently_passes(grade_submission):
         assert verdict.passed, (cell, verdict.message)
 
 
-# one mistake per kind of check here; the end-to-end test (tests/test_autograder.py) grades
-# every mistake in MISTAKES through nbgrader
-@pytest.mark.parametrize("mistake_name", ["schedule_sin_cos_swapped",
-                                          "sampler_remixes_at_current_rates"])
+def sample_programs(sample):
+    """The judge's programs of a committed sample submission, read as nbgrader's hook reads it."""
+    text = (sample_submissions.SUBMISSIONS / sample / sample_submissions.NOTEBOOK).read_text(
+        encoding="utf-8")
+    return function_programs(read_notebook_text(text), FUNCTION_NAMES)
+
+
+def points(verdicts):
+    """{test cell: points} as nbgrader scores the verdicts (a failed cell scores 0)."""
+    return {cell: sample_submissions.POINTS[cell] * verdict.score_fraction if verdict.passed
+            else 0 for cell, verdict in verdicts.items()}
+
+
+# Every typical mistake, from its committed sample submission: the end-to-end test leaves these
+# samples to this module (sample_submissions.JUDGE_LEVEL_SAMPLES), so the grade here is the one
+# the README's table promises.
+@pytest.mark.parametrize("mistake_name", sorted(MISTAKES))
 def test_a_typical_mistake_fails_only_its_own_test(grade_submission, mistake_name):
     mistake = MISTAKES[mistake_name]
-    verdicts = grade_submission(mistaken_submission(mistake_name))
+    sample = f"mistake-{mistake_name.replace('_', '-')}"
+    assert sample in sample_submissions.JUDGE_LEVEL_SAMPLES
+    verdicts = grade_submission(sample_programs(sample))
     failed_cell = TEST_CELLS[mistake.function]
     failed = verdicts[failed_cell]
     assert not failed.passed
@@ -137,6 +151,7 @@ def test_a_typical_mistake_fails_only_its_own_test(grade_submission, mistake_nam
             assert verdicts[cell].passed, (cell, verdicts[cell].message)
     # the training run replaced the failed function by the reference's
     assert f"the reference {mistake.function}" in verdicts[TRAINING_TEST_CELL].message
+    assert points(verdicts) == sample_submissions.EXPECTED_SCORES[sample]
 
 
 def test_an_unanswered_function_fails_its_test_and_trains_with_the_reference(grade_submission):
@@ -239,11 +254,6 @@ HELPER_CELL = """import math
 def angle_range(config):
     return math.acos(config.max_signal_rate), math.acos(config.min_signal_rate)
 """
-SCHEDULE_WITH_HELPER = """def diffusion_schedule(self, diffusion_times):\r
-    start_angle, end_angle = angle_range(self.config)\r
-    angles = start_angle + ops.cast(diffusion_times, "float32") * (end_angle - start_angle)\r
-    return ops.sin(angles), ops.cos(angles)\r
-"""
 
 
 def test_function_programs_run_the_students_extra_cells_before_each_answer():
@@ -298,13 +308,15 @@ def test_byte_order_marks_crlf_and_classic_notebooks_are_read_and_old_formats_re
                                        "cells": "not a list"}))
 
 
-def test_an_honest_student_with_helpers_in_an_extra_cell_and_crlf_gets_full_marks(
-        grade_submission):
-    notebook = honest_notebook({**solution_sources(), "diffusion_schedule": SCHEDULE_WITH_HELPER})
-    notebook.cells.insert(1, _cell("code", HELPER_CELL))
-    verdicts = grade_submission(function_programs(notebook, FUNCTION_NAMES))
+@pytest.mark.parametrize("sample", ["honest-helpers-in-extra-cell",
+                                    "honest-windows-line-endings"])
+def test_an_honest_student_with_helpers_in_an_extra_cell_or_crlf_gets_full_marks(
+        grade_submission, sample):
+    assert sample in sample_submissions.JUDGE_LEVEL_SAMPLES
+    verdicts = grade_submission(sample_programs(sample))
     for cell, verdict in verdicts.items():
         assert verdict.passed and verdict.score_fraction == 1.0, (cell, verdict.message)
+    assert points(verdicts) == sample_submissions.EXPECTED_SCORES[sample]
 
 
 # ---- the assignment stays the student's work ---------------------------------------------------

@@ -6,8 +6,10 @@ finished jobs for MinJobAge seconds (300 by default), and then from `sacct`, whe
 job accounting (it is off on the test cluster of scripts/services/slurm.sh).
 """
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent / "grade.sbatch"
@@ -31,11 +33,11 @@ class SlurmError(RuntimeError):
     """A Slurm command failed; the message holds its output."""
 
 
-def _run(argv):
+def _run(argv, env=None):
     if shutil.which(argv[0]) is None:
         raise SlurmError(f"`{argv[0]}` is not on PATH: run this on a Slurm login node "
                          "(or start the test cluster: scripts/services/slurm.sh start)")
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
     if result.returncode != 0:
         raise SlurmError(f"{' '.join(argv)} failed: {(result.stderr or result.stdout).strip()}")
     return result.stdout
@@ -51,7 +53,9 @@ def submit_array(tasks, max_parallel, arguments, log_folder, workdir, extra_opti
     argv = ["sbatch", "--parsable", f"--array=0-{tasks - 1}%{max_parallel}",
             f"--chdir={workdir}", f"--output={Path(log_folder) / '%A_%a.out'}",
             *extra_options, str(script), *arguments]
-    return _run(argv).strip().split(";")[0]
+    # the tasks run with the Python that submitted them (grade.sbatch), activated or not
+    environment = {**os.environ, "AUTOGRADER_PYTHON": sys.executable}
+    return _run(argv, environment).strip().split(";")[0]
 
 
 def task_states(job_id):
