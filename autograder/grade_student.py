@@ -109,12 +109,19 @@ def starved_cell(cells):
     return None
 
 
+KERNEL_LIMIT = re.compile(r"Kernel died: (\w[\w ]* limit .+ exceeded)")
+
+
 def student_failure(course_root, student, log):
     """Why a submission failed as a whole, or timed out in a cell; None when it did not."""
     autograded = Path(course_root) / "autograded" / student / ASSIGNMENT / NOTEBOOK
     if not autograded.exists():
         errors = [line.strip() for line in log.splitlines()
                   if "[ERROR]" in line or "Error" in line]
+        for line in reversed(errors):
+            # the sandbox names the limit that stopped the kernel (sandbox/kernel.py)
+            if hit := KERNEL_LIMIT.search(line):
+                return f"{hit.group(1)} in the notebook's kernel"
         return "autograding failed: " + (errors[-1] if errors else "see the log")
     try:
         cells = json.loads(autograded.read_text())["cells"]

@@ -160,6 +160,7 @@ EXPECTED_FAILURES = {
     "broken-invalid-json": "autograding failed",
     "broken-renamed-file": "was the file renamed?",
     "broken-endless-loop": "did not finish in time",
+    "bomb-memory": "memory limit 2 GiB exceeded in the notebook's kernel",
     "cheat-symlinks-solution": "ddim.ipynb is a symbolic link",
     "cheat-symlinks-neighbour": "ddim.ipynb is a symbolic link",
     "cheat-hard-links-solution": "ddim.ipynb is a hard link",
