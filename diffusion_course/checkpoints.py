@@ -13,17 +13,10 @@ A checkpoint is one folder:
     copy_checkpoint("downloads/ddim", "data/checkpoints/full/ddim")   # same atomic swap
 
 Saving never destroys the previous checkpoint, even when the process is killed at any moment:
-
-1. everything is written into a new sibling folder `.tmp-<name>-<random>` and flushed to disk;
-2. the previous checkpoint `<name>` is renamed aside to `.old-<name>-<random>`;
-3. the new folder is renamed to `<name>`;
-4. the old copy is deleted.
-
-A rename within one file system is atomic, so at every instant one complete checkpoint exists:
-at `<name>`, or, only between steps 2 and 3, at `.old-<name>-<random>`. Loading falls back to
-that aside copy (with a warning), and the next save renames it back before it starts and deletes
-leftover `.tmp-`/`.old-` folders. One process at a time may save to a given folder, and a save
-refuses to replace a non-empty folder that is not a checkpoint, or a symbolic link.
+the files are written into a new sibling folder, which is then swapped in by two renames (see
+`diffusion_course.atomic_folder`). Loading a checkpoint that a kill left renamed aside falls back
+to that copy (with a warning), and the next save puts it back. A save refuses to replace a
+non-empty folder that is not a checkpoint, or a symbolic link.
 
 A save checks the free disk space before it writes: HDF5 crashes the whole process (a segfault)
 when a write fails mid-file, so a full disk must be found before any weights are written. Any
@@ -49,15 +42,15 @@ import operator
 import os
 import platform
 import re
-import secrets
 import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
+
+from diffusion_course.atomic_folder import fsync, newest_aside, replace_atomically
 
 MANIFEST_NAME = "manifest.json"
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -130,7 +123,7 @@ def save_checkpoint(directory, networks, config, step, seed, extra=None):
         for name, network in networks.items():
             path = temporary / f"{name}{WEIGHTS_SUFFIX}"
             network.save_weights(str(path))
-            _fsync(path)
+            fsync(path)
             manifest["networks"][name] = {
                 "file": path.name, "sha256": file_sha256(path),
                 "size_bytes": path.stat().st_size,
@@ -138,7 +131,7 @@ def save_checkpoint(directory, networks, config, step, seed, extra=None):
         manifest[SEAL_FIELD] = manifest_digest(manifest)
         _write_json(temporary / MANIFEST_NAME, manifest)
 
-    _replace_atomically(Path(os.path.abspath(directory)), write_parts)
+    replace_atomically(Path(os.path.abspath(directory)), write_parts, MANIFEST_NAME, _save_error)
     return manifest
 
 
@@ -158,41 +151,17 @@ def copy_checkpoint(source, directory):
     def copy_files(temporary):
         for name in names:
             shutil.copyfile(source / name, temporary / name)
-            _fsync(temporary / name)
+            fsync(temporary / name)
         _verify_files(temporary, manifest, manifest["networks"])  # the copy, not just the source
 
-    _replace_atomically(Path(os.path.abspath(directory)), copy_files)
+    replace_atomically(Path(os.path.abspath(directory)), copy_files, MANIFEST_NAME, _save_error)
     return manifest
 
 
-def _replace_atomically(directory, write_files):
-    """Steps 1-4 of the module docstring: `write_files(temporary)` fills a new sibling folder,
-    which is flushed and then swapped in for `directory`."""
-    _refuse_to_replace_other_files(directory)
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        _finish_interrupted_saves(directory)
-        temporary = _new_sibling(directory, "tmp")
-        os.mkdir(temporary)
-    except OSError as error:
-        raise _save_error(directory, error) from error
-    try:
-        write_files(temporary)
-        _fsync(temporary)
-    except BaseException as error:
-        shutil.rmtree(temporary, ignore_errors=True)
-        if isinstance(error, OSError) and not isinstance(error, FileExistsError):
-            raise _save_error(directory, error) from error
-        raise
-    try:
-        _swap_into_place(temporary, directory)
-    except OSError as error:
-        raise _save_error(directory, error) from error
-
-
 def _save_error(directory, error):
-    """What went wrong while saving to `directory`, and what is left of the checkpoint there."""
-    previous = _newest_aside(directory) if not directory.exists() else directory
+    """What went wrong while saving to `directory`, and what is left of the checkpoint there:
+    the `CheckpointSaveError` that `replace_atomically` raises for a file system's `OSError`."""
+    previous = newest_aside(directory, MANIFEST_NAME) if not directory.exists() else directory
     kept = (f"the previous checkpoint {previous} is intact" if previous is not None
             and (previous / MANIFEST_NAME).is_file() else "no checkpoint was there before")
     if error.errno == errno.ENOSPC:
@@ -245,89 +214,6 @@ def _package_version():
         from diffusion_course import __version__
 
         return __version__
-
-
-def _swap_into_place(temporary, directory):
-    """Steps 2-4 of the module docstring: old aside, new in, old deleted."""
-    aside = None
-    if directory.exists():
-        aside = _new_sibling(directory, "old")
-        _rename(directory, aside)
-    try:
-        _rename(temporary, directory)
-    except BaseException:
-        if aside is not None:
-            _rename(aside, directory)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside)
-
-
-def _finish_interrupted_saves(directory):
-    """Puts back a checkpoint that a killed save left aside, and deletes unfinished folders."""
-    if not directory.exists():
-        aside = _newest_aside(directory)
-        if aside is not None:
-            _rename(aside, directory)
-    for leftover in _siblings(directory, "tmp") + _siblings(directory, "old"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _refuse_to_replace_other_files(directory):
-    """A save replaces the whole folder, so it must hold a checkpoint or nothing at all; a
-    symbolic link would be replaced by a folder, and what it points to left behind."""
-    if directory.is_symlink():
-        raise FileExistsError(
-            f"{directory} is a symbolic link (to {os.readlink(directory)}), and saving would "
-            "replace the link, not the folder it points to. Save to the real folder, or replace "
-            "the link with a folder."
-        )
-    if not directory.exists():
-        return
-    if directory.is_dir():
-        if (directory / MANIFEST_NAME).is_file() or not any(directory.iterdir()):
-            return
-    raise FileExistsError(
-        f"{directory} exists but is not a checkpoint (it has no {MANIFEST_NAME}), and saving "
-        f"would replace it. Save into a folder of its own, e.g. {directory / 'checkpoint'}."
-    )
-
-
-def _new_sibling(directory, kind):
-    while True:
-        sibling = directory.with_name(f".{kind}-{directory.name}-{secrets.token_hex(4)}")
-        if not os.path.lexists(sibling):
-            return sibling
-
-
-def _siblings(directory, kind):
-    """`.tmp-`/`.old-` folders of exactly this checkpoint (not of `<name>-2`, say)."""
-    pattern = re.compile(rf"\.{kind}-{re.escape(directory.name)}-[0-9a-f]{{8}}")
-    if not directory.parent.is_dir():
-        return []
-    return [path for path in directory.parent.iterdir()
-            if pattern.fullmatch(path.name) and path.is_dir()]
-
-
-def _newest_aside(directory):
-    complete = [path for path in _siblings(directory, "old") if (path / MANIFEST_NAME).is_file()]
-    return max(complete, key=lambda path: path.stat().st_mtime, default=None)
-
-
-def _rename(source, target):
-    os.rename(source, target)
-    # flush the parent folder's entries, so a power cut cannot undo the rename
-    _fsync(target.parent)
-
-
-def _fsync(path):
-    if os.name == "nt" and path.is_dir():
-        return  # Windows cannot open folders; NTFS journals renames itself
-    descriptor = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def manifest_digest(manifest):
@@ -461,7 +347,7 @@ def _existing_checkpoint(directory):
             f"{directory} is a file, but a checkpoint is a folder holding {MANIFEST_NAME}. "
             "Pass the folder that save_checkpoint wrote."
         )
-    aside = _newest_aside(directory)
+    aside = newest_aside(directory, MANIFEST_NAME)
     if aside is not None:
         warnings.warn(
             f"{directory} is missing because a save was killed while swapping folders; loading "
@@ -583,60 +469,3 @@ def _check_config(config, manifest, folder):
             + f"\nLoad it with its own configuration, {expected_class}.from_dict("
             f"read_manifest({str(folder)!r})['config']), or train a new one."
         )
-
-
-# ---- what resuming needs besides the networks ------------------------------------------------
-
-
-TRAINING_STATE_PART = "training_state"  # the name under which a run's checkpoint stores it
-
-
-class TrainingState:
-    """The optimizer's variables and the model's random-number state, stored as a checkpoint part.
-
-    The networks alone are enough to sample. To go on training exactly where a run stopped, a
-    checkpoint also needs the optimizer's moments and step count, and the state of the model's
-    `seed_generator`, which draws each step's noise and diffusion times. (A compiled model's own
-    `save_weights` holds the optimizer, but also every network a second time, and never the
-    seed generator.) `model` is a compiled course model: `DiffusionModel` or `DDPMModel`.
-
-        parts = {**model.checkpoint_parts(), TRAINING_STATE_PART: TrainingState(model)}
-        save_checkpoint(directory, parts, config, step, seed)
-    """
-
-    def __init__(self, model):
-        self.model = model
-
-    def variables(self):
-        """The optimizer's variables (building them if no step has run yet), then the RNG state."""
-        optimizer = self.model.optimizer
-        if not optimizer.built:
-            optimizer.build(self.model.trainable_variables)
-        return [*optimizer.variables, self.model.seed_generator.state]
-
-    @property
-    def weights(self):
-        """Like a Keras model's: what `save_weights` writes (a save sizes the file from it)."""
-        return self.variables()
-
-    def save_weights(self, filepath):
-        with h5py.File(filepath, "w") as file:
-            for index, variable in enumerate(self.variables()):
-                dataset = file.create_dataset(f"{index:04d}",
-                                              data=keras.ops.convert_to_numpy(variable))
-                dataset.attrs["path"] = variable.path  # for people reading the file
-
-    def load_weights(self, filepath):
-        variables = self.variables()
-        with h5py.File(filepath, "r") as file:
-            if len(file) != len(variables):
-                raise ValueError(
-                    f"The file holds {len(file)} variables, but this model's optimizer and "
-                    f"random state have {len(variables)}: it was saved with another optimizer."
-                )
-            for index, variable in enumerate(variables):
-                values = file[f"{index:04d}"][()]
-                if values.shape != tuple(variable.shape):
-                    raise ValueError(f"{variable.path} has shape {tuple(variable.shape)}, but "
-                                     f"the file holds {values.shape} for it.")
-                variable.assign(values)

@@ -251,7 +251,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from diffusion_course import checkpoints
+from diffusion_course import atomic_folder, checkpoints
 
 directory, kill_point = sys.argv[1:]
 
@@ -265,12 +265,12 @@ if kill_point == "after_the_first_weights_file":
         die()
     keras.Model.save_weights = save_weights_then_die
 elif kill_point == "between_the_renames":
-    real_rename = checkpoints._rename
+    real_rename = atomic_folder._rename
     def rename_unless_moving_in(source, target):
         if source.name.startswith(".tmp-"):
             die()
         real_rename(source, target)
-    checkpoints._rename = rename_unless_moving_in
+    atomic_folder._rename = rename_unless_moving_in
 elif kill_point == "before_deleting_the_old_copy":
     real_rmtree = shutil.rmtree
     def rmtree_unless_old(path, *args, **kwargs):

@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 
 from autograder.reference import ReferenceDiffusionModel
-from diffusion_course.checkpoints import (
-    TRAINING_STATE_PART,
-    TrainingState,
-    load_checkpoint,
-    save_checkpoint,
-)
+from diffusion_course.checkpoints import load_checkpoint, save_checkpoint
 from diffusion_course.config import DDIMConfig, DDPMConfig
 from diffusion_course.ddpm import DDPMModel
 from diffusion_course.devices import network_dtype_policy, with_loss_scaling
 from diffusion_course.networks.embeddings import SinusoidalEmbedding
+from diffusion_course.training_state import TRAINING_STATE_PART, TrainingState
 
 FLOAT32_LAYERS = (SinusoidalEmbedding,)  # angles up to 2*pi*1000 need float32
 

@@ -237,11 +237,12 @@ def train(settings, out, resume=False):
 
 def train_in_held_folder(settings, out, resume):
     """`train`, once the run folder `out` is checked and held."""
-    from diffusion_course.checkpoints import TRAINING_STATE_PART, TrainingState, load_checkpoint
+    from diffusion_course.checkpoints import load_checkpoint
     from diffusion_course.cli.training_run import Progress, TrainingRun, write_csv
     from diffusion_course.data import TooFewImagesError, image_size_for, load_splits
     from diffusion_course.devices import resolve_jit_compile, resolve_mixed_precision
     from diffusion_course.training import KIDCallback, SampleGridCallback
+    from diffusion_course.training_state import TRAINING_STATE_PART, TrainingState
 
     threads_per_op = configure_cpu_threads(settings.profile)  # before any TensorFlow op
     seed_everything(settings.seed)

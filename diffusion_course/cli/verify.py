@@ -60,11 +60,11 @@ def run(args):
 def verify(checkpoint, model_name=None, profile=None):
     """Returns the manifest, or raises the first problem found."""
     from diffusion_course.checkpoints import (
-        TRAINING_STATE_PART,
         CheckpointMismatchError,
         load_checkpoint,
         verify_checkpoint,
     )
+    from diffusion_course.training_state import TRAINING_STATE_PART
 
     manifest = verify_checkpoint(checkpoint)
     config = config_from_manifest(manifest)
