@@ -151,7 +151,8 @@ def planted_files(*places):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """Grades the sample submissions (the hard-link and FIFO samples too) with the demo, --jobs
-    2: a Ctrl-C once a few students are done, then the rerun that finishes the class.
+    3 (a grading waits on its kernel and runners about as much as it computes, so three keep two
+    cores busy): a Ctrl-C once a few students are done, then the rerun that finishes the class.
 
     The judge-level samples are left to tests/test_judge.py (see JUDGE_LEVEL_SAMPLES)."""
     root = tmp_path_factory.mktemp("demo")
@@ -163,7 +164,7 @@ def demo(tmp_path_factory):
         shutil.copytree(submissions / (copied or "correct"), submissions / student)
     home.mkdir()
     before = set(planted_files(*PLANTED_LOOKUP_PLACES))
-    command = [sys.executable, "-m", "autograder.demo", "--jobs", "2",
+    command = [sys.executable, "-m", "autograder.demo", "--jobs", "3",
                "--submissions", str(submissions), "--out", str(out)]
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DDIM_CELL_TIMEOUT": "60",
                    "HOME": str(home), "DIFFUSION_GRADER_CACHE": str(root / "cache")}
