@@ -368,6 +368,7 @@ def test_without_root_user_namespaces_serve(course):
     os.chmod(work, 0o777)
     nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
     environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "HOME": str(work)}
+    planted = REPO_ROOT / "diffusion_course" / "planted_by_student"
     try:
         check = subprocess.run([*nobody, "/usr/bin/python3", "-m", "autograder.sandbox", "check"],
                                capture_output=True, text=True, cwd=work, env=environment)
@@ -376,11 +377,13 @@ def test_without_root_user_namespaces_serve(course):
         assert "unprivileged user namespaces" in check.stdout, check.stdout + check.stderr
         result = subprocess.run(
             [*nobody, "/usr/bin/python3", "-m", "autograder.sandbox", "run", "--write", str(work),
-             "--", "sh", "-c", f"id -u; ls {course} 2>&1 | head -1; touch {REPO_ROOT}/x"],
+             "--", "sh", "-c", f"id -u; ls {course} 2>&1 | head -1; touch {planted}"],
             capture_output=True, text=True, cwd=work, env=environment)
         assert result.stdout.splitlines()[0] == "65534", result.stdout + result.stderr
         assert "No such file" in result.stdout
-        assert result.returncode != 0 and not (REPO_ROOT / "x").exists()
+        # the library is shown read-only (a checkout under /tmp sits on the private /tmp, so
+        # the library is the one repository folder that is always a real, read-only mount)
+        assert result.returncode != 0 and not planted.exists()
     finally:
         shutil.rmtree(work)
 
