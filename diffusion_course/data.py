@@ -22,7 +22,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from PIL import Image
 
 from diffusion_course.datasets import (
@@ -100,6 +99,8 @@ def load_tfds(
     num_images = builder.info.splits[split].num_examples
     what = f"{dataset.name} split {split!r}"
     _check_enough_images(num_images, what, batch_size, repetitions, drop_remainder)
+    import tensorflow_datasets as tfds  # see diffusion_course/datasets.py: imported lazily
+
     examples = builder.as_dataset(
         split=split, shuffle_files=shuffle, read_config=tfds.ReadConfig(shuffle_seed=seed)
     )

@@ -22,7 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import tensorflow as tf
-import tensorflow_datasets as tfds
+
+# tensorflow_datasets is imported where it is used, never at module level: its import swaps
+# builtins.__import__ for every thread (etils lazy_imports), which broke a relative import
+# that nbgrader made at that moment while the judge imported this module in the background
 
 DEFAULT_DATASET = "oxford_flowers102"
 BIRDS_BOX_PADDING = 0.25  # seed 001: the crop is 25% larger than the box's longer side
@@ -163,6 +166,8 @@ def tfds_dataset(name=DEFAULT_DATASET):
 
 def prepared_builder(dataset, data_dir=None):
     """The tfds builder of `dataset`, downloading and preparing it first if it is missing."""
+    import tensorflow_datasets as tfds
+
     builder = tfds.builder(dataset.name, data_dir=data_dir)
     if builder.is_prepared():
         return builder

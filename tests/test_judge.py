@@ -13,7 +13,10 @@ import os
 import re
 import signal
 import struct
+import subprocess
+import sys
 from concurrent.futures import Future
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -42,6 +45,7 @@ from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
 from autograder.verdicts.checks import Verdict
 from diffusion_course.config import DDIMConfig
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 ALL_CELLS = (*TEST_CELLS.values(), TRAINING_TEST_CELL)
 
 # a correct solution written differently from the reference: other ops, other order of
@@ -499,3 +503,16 @@ def test_external_verdict_records_verdicts_and_grader_errors_outside_the_sandbox
                                                             JUDGING: _judged(error)})
         reason = json.loads((records / GRADER_ERROR_FILE).read_text())["reason"]
         assert str(error) in reason or "KeyError" in reason, reason
+
+
+def test_the_judge_never_imports_tensorflow_datasets():
+    """tfds's import swaps builtins.__import__ for every thread (etils lazy_imports). The judge is
+    imported in a thread of the nbgrader process while nbgrader's main thread talks to the
+    kernel, and one of nbgrader's relative imports then failed ("Relative import statements not
+    supported"): the whole submission FAILED for a fault of the grader."""
+    probe = ("import sys, autograder.judge, autograder.verdict; "
+             "print('tensorflow_datasets' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
