@@ -166,8 +166,9 @@ def demo(tmp_path_factory):
     before = set(planted_files(*PLANTED_LOOKUP_PLACES))
     command = [sys.executable, "-m", "autograder.demo", "--jobs", "3",
                "--submissions", str(submissions), "--out", str(out)]
-    # the cell timeout interrupts broken-endless-loop; the slowest honest cell takes ~15 s here
-    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DDIM_CELL_TIMEOUT": "45",
+    # the cell timeout interrupts broken-endless-loop; the slowest honest cell (training) took
+    # up to 30 s here while the other test workers shared the two cores
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DDIM_CELL_TIMEOUT": "60",
                    "HOME": str(home), "DIFFUSION_GRADER_CACHE": str(root / "cache")}
     first = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=environment)
