@@ -49,15 +49,10 @@ class Part:
         chosen = {}
         for path in sorted(library.rglob("*.py")):
             inside = path.relative_to(library)
-            if in_design_space(inside) == self.design_space:
+            module = ".".join((LIBRARY, *inside.with_suffix("").parts))
+            if is_design_space_module(module) == self.design_space:
                 chosen[f"{LIBRARY}/{inside.as_posix()}"] = path
         return chosen
-
-
-def in_design_space(inside_library):
-    """Whether a path inside the library (e.g. `cli/train.py`) belongs to the design space."""
-    first = Path(inside_library).parts[0]
-    return first in DESIGN_SPACE_MODULES
 
 
 def is_design_space_module(module):
