@@ -1,47 +1,22 @@
 """The instructor's reference solution of the DDIM assignment (never released to students).
 
 There is one source of truth: the solution cells of the instructor notebook
-`solutions/ddim/ddim.ipynb`. This module reads them, so the reference that grades students and
-the solution that instructors read and edit cannot drift apart.
+`solutions/ddim/ddim.ipynb`. `solution_cells.py` reads them and this module builds the reference
+from them, so the reference that grades students and the solution that instructors read and edit
+cannot drift apart.
 """
 
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
+from autograder.solution_cells import (  # noqa: F401 (the reference's sources, re-exported)
+    FUNCTION_NAMES,
+    SETUP_CELL,
+    SOLUTION_NOTEBOOK,
+    notebook_cells,
+    setup_source,
+    solution_sources,
+)
 from diffusion_course.ddim import DiffusionModel
-
-SOLUTION_NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "ddim" / "ddim.ipynb"
-FUNCTION_NAMES = ("diffusion_schedule", "denoise", "reverse_diffusion")
-SETUP_CELL = "setup"
-
-
-def notebook_cells(notebook_path=SOLUTION_NOTEBOOK):
-    """{grade_id: source} of every nbgrader cell of a notebook."""
-    notebook = json.loads(Path(notebook_path).read_text())
-    cells = {}
-    for cell in notebook["cells"]:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id:
-            source = cell["source"]
-            cells[grade_id] = "".join(source) if isinstance(source, list) else source
-    return cells
-
-
-def _without_solution_markers(source):
-    return "\n".join(line for line in source.splitlines()
-                     if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
-
-
-def solution_sources(notebook_path=SOLUTION_NOTEBOOK):
-    """{function name: source} of the three solution cells."""
-    cells = notebook_cells(notebook_path)
-    return {name: _without_solution_markers(cells[f"answer_{name}"]) for name in FUNCTION_NAMES}
-
-
-def setup_source(notebook_path=SOLUTION_NOTEBOOK):
-    """The imports cell that every answer cell may rely on."""
-    return notebook_cells(notebook_path)[SETUP_CELL]
 
 
 def define_functions(sources, preamble):
