@@ -4,12 +4,14 @@ Every sampler has the same small interface (after Hugging Face diffusers' schedu
 
 - `timesteps`: the network's timestep at each step, in sampling order (descending);
 - `step_tables()`: every per-step coefficient, as arrays with one entry per step;
-- `step(pred_noises, noisy_images, coefficients, noises)`: one reverse step in `keras.ops`,
-  given this step's coefficients; it returns `(next_noisy_images, pred_images)`;
 - `sample(network, initial_noise, seed)`: all steps as ONE compiled loop.
 
-The continuous-time samplers of the DDIM model (continuous_samplers.py) share the loop: their
-steps may call the network twice, or carry past predictions from step to step.
+The DDPM and DDIM samplers here also have `step(pred_noises, noisy_images, coefficients,
+noises)`: one reverse step in `keras.ops`, given this step's coefficients and the network's ε̂;
+it returns `(next_noisy_images, pred_images)`. The continuous-time samplers of the DDIM model
+(continuous_samplers.py) share the loop but have no such `step`: theirs may call the network
+twice, or carry past predictions from step to step, so each implements `denoising_step`, which
+calls the network itself.
 
 The seed lab called `network.predict` 1000 times in a Python loop; here the whole loop is traced
 once (`tf.function`, or `jax.jit`) and runs without returning to Python between steps.
