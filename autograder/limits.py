@@ -45,16 +45,15 @@ def _size(num_bytes):
     return f"{num_bytes / GiB:g} GiB" if num_bytes >= GiB else f"{num_bytes / MiB:g} MiB"
 
 
-LIMITS = {
-    # the student's notebook, executed by nbgrader (quick profile: imports, a short training)
-    "kernel": Limits(memory_bytes=2 * GiB, processes=1024, file_size_bytes=256 * MiB,
-                     disk_bytes=1 * GiB, cpu_seconds=1200, cpu_share=0.9, wall_seconds=600,
-                     output_bytes=16 * MiB, address_space_bytes=16 * GiB),
-    # one student runner of the judge: the unit probes or one training run
-    "runner": Limits(memory_bytes=2 * GiB, processes=1024, file_size_bytes=256 * MiB,
-                     disk_bytes=1 * GiB, cpu_seconds=1200, cpu_share=0.9, wall_seconds=600,
-                     output_bytes=16 * MiB, address_space_bytes=16 * GiB),
-}
+# The student's notebook executed by nbgrader (quick profile: imports, a short training) and one
+# student runner of the judge (the unit probes or one training run) need the same, so one set
+# serves both. Both names stay: kernels/ddim-grading/kernel.json asks for "kernel", the runner
+# (runner/launch.py) for "runner".
+STUDENT_CODE_LIMITS = Limits(memory_bytes=2 * GiB, processes=1024, file_size_bytes=256 * MiB,
+                             disk_bytes=1 * GiB, cpu_seconds=1200, cpu_share=0.9,
+                             wall_seconds=600, output_bytes=16 * MiB,
+                             address_space_bytes=16 * GiB)
+LIMITS = {"kernel": STUDENT_CODE_LIMITS, "runner": STUDENT_CODE_LIMITS}
 
 # The sandbox's own uids and gids (root mode): one per concurrent sandbox, so that per-uid
 # limits (RLIMIT_NPROC) and file ownership never mix two sandboxes. Neither root nor a person.

@@ -5,6 +5,12 @@
 
 The lock is an flock on <out>/.lock, so the kernel releases it when the holder dies, however it
 dies; the file's text (pid, host, start time) is only there to name the holder.
+
+Why not the `filelock` package: it would take the flock but not name the holder, so the holder
+text would stay ours, and filelock 3.x opens the lock file with O_TRUNC, so a second run's
+attempt erases the record it should report (checked: 3.20.0's _unix.py; 4.3.2 no longer
+truncates). Twenty lines and no dependency are the smaller choice. diffusion_course/cli/
+run_folder.py holds training folders the same way.
 """
 
 import datetime

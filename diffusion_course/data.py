@@ -111,6 +111,9 @@ def load_tfds(
     return _batched(images, batch_size, flip, repetitions, shuffle, seed, drop_remainder, cache)
 
 
+# Why not `keras.utils.image_dataset_from_directory`: it resizes without antialiasing (the DDIM
+# text insists on it when downsampling) and finds a broken file only when training reaches it;
+# the file listing and the split are all it would replace, and those are short.
 def load_folder(
     path,
     image_size,

@@ -90,6 +90,9 @@ def format_kid(value, feature_name):
 # ---- InceptionV3 features ------------------------------------------------------------------
 
 
+# Why not Keras's own cache lookup (`keras.utils.get_file(..., file_hash=...)`): it has no
+# look-up-only mode, so offline it tries a download, and a cached file with the wrong hash is
+# re-downloaded, and offline deleted. Ours only looks, keeps a bad file and says what to do.
 def inception_weights_cache_dir():
     """Where Keras caches the weights: `$KERAS_HOME/models`, with `~/.keras` as KERAS_HOME.
 

@@ -7,6 +7,11 @@ hyperparameters. Everything in it comes from `manifest.json`, so regenerating th
 and then the card keeps the two in agreement.
 
     write_model_card("data/checkpoints/quick/ddim")   # -> data/checkpoints/quick/ddim/README.md
+
+Why not huggingface_hub's `ModelCard`/`ModelCardData`: they would render the same text and YAML
+from a template, at the cost of a dependency (with its HTTP and cache stack) for string
+formatting; nothing here talks to the Hub. The Hub reads our cards as its own: huggingface_hub
+2.5.0's `ModelCard.load` parses both committed cards, library, tags and KID result included.
 """
 
 import dataclasses

@@ -16,6 +16,11 @@ folder (the files of one folder only: no links, no paths outside it), verifies i
 does, and only then swaps it into data/checkpoints/<profile>/<model>, so a bad download never
 replaces a good checkpoint. Packing is deterministic: the same checkpoint gives a
 byte-identical archive, so re-packing an unchanged release keeps its sums.
+
+Why not `pooch.retrieve(known_hash=...)` or `keras.utils.get_file(file_hash=...)`: what they add
+is the download, and here the TA downloads (gh or a browser). What they lack is what this module
+does: the hash from the release's SHA256SUMS rather than one pinned in code, packing, the
+checkpoint's own verification, and the swap that never leaves a half-installed checkpoint.
 """
 
 import re

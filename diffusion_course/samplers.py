@@ -4,12 +4,14 @@ Every sampler has the same small interface (after Hugging Face diffusers' schedu
 
 - `timesteps`: the network's timestep at each step, in sampling order (descending);
 - `step_tables()`: every per-step coefficient, as arrays with one entry per step;
-- `step(pred_noises, noisy_images, coefficients, noises)`: one reverse step in `keras.ops`,
-  given this step's coefficients; it returns `(next_noisy_images, pred_images)`;
 - `sample(network, initial_noise, seed)`: all steps as ONE compiled loop.
 
-The continuous-time samplers of the DDIM model (continuous_samplers.py) share the loop: their
-steps may call the network twice, or carry past predictions from step to step.
+The DDPM and DDIM samplers here also have `step(pred_noises, noisy_images, coefficients,
+noises)`: one reverse step in `keras.ops`, given this step's coefficients and the network's ε̂;
+it returns `(next_noisy_images, pred_images)`. The continuous-time samplers of the DDIM model
+(continuous_samplers.py) share the loop but have no such `step`: theirs may call the network
+twice, or carry past predictions from step to step, so each implements `denoising_step`, which
+calls the network itself.
 
 The seed lab called `network.predict` 1000 times in a Python loop; here the whole loop is traced
 once (`tf.function`, or `jax.jit`) and runs without returning to Python between steps.
@@ -28,6 +30,7 @@ that draws from such a generator, adds exactly the noise that the compiled loop 
 
 import functools
 import random
+import weakref
 from dataclasses import dataclass
 
 import keras
@@ -111,7 +114,8 @@ class Sampler:
     adds_noise: bool
     # the dtype of the loop: the images, the step tables and the noise
     dtype = "float32"
-    # compiled loops, shared by samplers whose traces are the same (see `_trace_key`)
+    # compiled loops, shared by samplers whose traces are the same (see `_trace_key`); each
+    # entry lasts as long as its network (see `_compiled_loop`)
     _compiled_loops = {}
 
     def __init__(self, jit_compile="auto"):
@@ -258,12 +262,16 @@ class Sampler:
     def _compiled_loop(self, network, recording):
         key = self._trace_key(network, recording)
         if key not in Sampler._compiled_loops:
-            # kept with the network and the sampler, so that the ids in the key cannot be reused
-            Sampler._compiled_loops[key] = (network, self, self._compile(network, recording))
-        return Sampler._compiled_loops[key][2]
+            # The loop holds its network weakly, and the entry goes when the network does: a
+            # notebook that builds many models does not keep them all alive, and the network's
+            # id in the key cannot be reused by another network while the entry stands.
+            weakref.finalize(network, Sampler._compiled_loops.pop, key, None)
+            Sampler._compiled_loops[key] = self._compile(weakref.ref(network), recording)
+        return Sampler._compiled_loops[key]
 
-    def _compile(self, network, recording):
-        """The backend-specific driver: `tf.function` on TensorFlow, `jax.jit` on JAX."""
+    def _compile(self, network_ref, recording):
+        """The backend-specific driver: `tf.function` on TensorFlow, `jax.jit` on JAX.
+        `network_ref()` is the network: alive whenever the loop runs, since `sample` holds it."""
         if _require_supported_backend() == "tensorflow":
             import tensorflow as tf
 
@@ -273,7 +281,7 @@ class Sampler:
             # the samplers' loops as retraces of one function, and warn about them.)
             denoising_step = tf.function(
                 functools.partial(self.denoising_step,
-                                  lambda inputs: network(inputs, training=False)),
+                                  lambda inputs: network_ref()(inputs, training=False)),
                 jit_compile=self.jit_compile, reduce_retracing=True)
             # one trace serves every batch size (XLA still compiles once per shape)
             return tf.function(functools.partial(self._sampling_loop, denoising_step,
@@ -285,8 +293,8 @@ class Sampler:
                           num_steps, tables):
             # the weights are arguments, not constants baked into the compiled program
             def call_network(inputs):
-                outputs, _ = network.stateless_call(trainable_values, non_trainable_values,
-                                                    inputs, training=False)
+                outputs, _ = network_ref().stateless_call(trainable_values, non_trainable_values,
+                                                          inputs, training=False)
                 return outputs
 
             return self._sampling_loop(functools.partial(self.denoising_step, call_network),
@@ -295,6 +303,7 @@ class Sampler:
         jitted = jax.jit(run_stateless)
 
         def run(initial_noise, seed, num_steps, tables):
+            network = network_ref()
             return jitted([weight.value for weight in network.trainable_variables],
                           [weight.value for weight in network.non_trainable_variables],
                           initial_noise, seed, num_steps, tables)

@@ -1,6 +1,6 @@
 """The settings of the course notebooks, and their one offline policy.
 
-The assignment, both labs and the README use the same environment variables, set before
+The assignment, the three labs and the README use the same environment variables, set before
 starting Jupyter:
 
     DIFFUSION_PROFILE   full | quick                       default: full with a GPU, else quick

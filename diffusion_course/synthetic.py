@@ -4,8 +4,8 @@ They are chosen explicitly (the source "synthetic"), or as a fallback that every
 labels, never silently. Two generators:
 
 - `synthetic_flowers`: varied radial flowers (4-8 petals of any colour, anywhere near the
-  middle, on any background gradient). The autograder's judge calibrated its KID margins on
-  these (autograder/judge.py): change them only together with a re-measurement there.
+  middle, on any background gradient). The autograder calibrated its KID margins on these
+  (autograder/verdicts/training.py): change them only together with a re-measurement there.
 - `synthetic_garden`: fewer kinds of flower (5 or 6 petals in one of six garden colours,
   around a brown or yellow centre, on green foliage). A model small enough to train on a CPU in
   minutes learns to draw them recognisably, so the data source "synthetic" of the labs, the

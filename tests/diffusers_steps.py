@@ -2,8 +2,10 @@
 
 diffusers needs PyTorch, which would add minutes and a gigabyte to every CI run, so the tests
 compare against this transcription of diffusers 0.42.1 (schedulers/scheduling_ddim.py and
-scheduling_ddpm.py; the numbered comments are theirs). test_diffusers_transcription.py checks it
-against the real schedulers wherever diffusers is installed.
+scheduling_ddpm.py; the numbered comments are theirs). test_diffusers_fixture.py checks it in
+every run against the schedulers' own outputs, stored in tests/data/diffusers_steps.npz by
+diffusers_fixture.py; test_diffusers_transcription.py reruns the real schedulers wherever
+diffusers is installed.
 
 `alpha_prod_t` is ᾱ_t at the current timestep and `alpha_prod_t_prev` at the next (less noisy)
 one; `prediction_type` is "epsilon", "sample" or "v_prediction"; no clipping or thresholding.

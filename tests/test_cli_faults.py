@@ -122,15 +122,27 @@ def test_a_nonsense_profile_in_the_environment_is_a_message(tmp_path, monkeypatc
     assert status == 1 and "DIFFUSION_PROFILE='nonsense' is not a profile" in error
 
 
-def test_too_few_images_names_options_that_exist(tmp_path, capsys):
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_too_few_images_names_only_options_that_would_help(tmp_path, capsys, profile):
     write_images(tmp_path / "images", 10)
     status, error = exit_status(
-        ["train", "--model", "ddim", "--profile", "quick", "--kid-features", "offline",
+        ["train", "--model", "ddim", "--profile", profile, "--kid-features", "offline",
          "--data", f"folder:{tmp_path / 'images'}", "--out", tmp_path / "run"], capsys)
-    assert status == 1 and "--profile quick" in error and "at least 80 images" in error
+    batch_size = DDIMConfig.from_profile(profile).batch_size
+    assert status == 1 and f"at least {5 * batch_size} images" in error
+    # quick is the smallest profile: suggest it only to a user who is not already on it
+    assert ("--profile quick" in error) == (profile != "quick")
     for option in ("batch_size", "repetitions", "drop_remainder"):
         assert option not in error
     assert not (tmp_path / "run").exists()  # nothing trained, no trace left
+
+
+def test_pack_into_a_file_says_to_name_a_folder(tmp_path, capsys):
+    (tmp_path / "archive.tar").write_text("an earlier download")
+    status, error = exit_status(["pack", "--profile", "quick", "--out", tmp_path / "archive.tar"],
+                                capsys)
+    assert status == 2 and "is a file, not a folder" in error and "Errno" not in error
+    assert (tmp_path / "archive.tar").read_text() == "an earlier download"
 
 
 def test_a_run_that_cannot_start_leaves_no_folders(tmp_path, capsys):

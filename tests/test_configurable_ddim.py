@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -76,6 +77,19 @@ def test_the_library_sampler_is_the_instructors_reverse_diffusion(twin_models, d
     np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
+def _errors(y_pred, loss):
+    """The mean noise, image and velocity errors of one forward pass, in float64 numpy."""
+    outputs = {name: np.asarray(value, np.float64) for name, value in y_pred.items()}
+    noise_rates, signal_rates = outputs["noise_rates"], outputs["signal_rates"]
+    noise_errors = outputs["noises"] - outputs["pred_noises"]
+    image_errors = outputs["images"] - outputs["pred_images"]
+    errors = {"noise": noise_errors, "image": image_errors,
+              # v = s·ε − n·x0 (Salimans & Ho 2022, section 4), and so for its error
+              "velocity": signal_rates * noise_errors - noise_rates * image_errors}
+    power = {"mae": 1, "mse": 2}[loss]
+    return {kind: np.mean(np.abs(error) ** power) for kind, error in errors.items()}
+
+
 @pytest.mark.parametrize("prediction, loss_weighting, loss", [
     ("noise", "noise", "mae"), ("velocity", "image", "mse"), ("image", "velocity", "mae")])
 def test_training_minimises_the_configured_error_and_tracks_all_three(prediction,
@@ -85,21 +99,26 @@ def test_training_minimises_the_configured_error_and_tracks_all_three(prediction
     images = np.random.default_rng(3).random((8, 16, 16, 3)).astype("float32")
     model.adapt_normalizer(images)
     y_pred = model(images, training=False)
-    outputs = {name: np.asarray(value, np.float64) for name, value in y_pred.items()}
-    noise_rates, signal_rates = outputs["noise_rates"], outputs["signal_rates"]
-    noise_errors = outputs["noises"] - outputs["pred_noises"]
-    image_errors = outputs["images"] - outputs["pred_images"]
-    errors = {"noise": noise_errors, "image": image_errors,
-              # v = s·ε − n·x0 (Salimans & Ho 2022, section 4), and so for its error
-              "velocity": signal_rates * noise_errors - noise_rates * image_errors}
-    power = {"mae": 1, "mse": 2}[loss]
-    expected = {kind: np.mean(np.abs(error) ** power) for kind, error in errors.items()}
+    expected = _errors(y_pred, loss)
     value = model.compute_loss(y_pred=y_pred)
     assert tuple(value.shape) == ()
     np.testing.assert_allclose(float(value), expected[loss_weighting], rtol=1e-5)
     for kind, name in (("noise", "n_loss"), ("image", "i_loss"), ("velocity", "v_loss")):
         tracker = next(metric for metric in model.metrics if metric.name == name)
         np.testing.assert_allclose(float(tracker.result()), expected[kind], rtol=1e-5)
+
+    # real training steps: fit draws its noise and times from the model's seed generator, so
+    # resetting the generator replays fit's first draw before and after the steps
+    seed_state = np.asarray(model.seed_generator.state.value)
+    before = _errors(model(images, training=True), loss)
+    model.seed_generator.state.assign(seed_state)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), jit_compile=False)
+    history = model.fit(images, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    model.seed_generator.state.assign(seed_state)
+    after = _errors(model(images, training=True), loss)
+    # the step's loss is the configured error of that draw, and the step lowered it
+    np.testing.assert_allclose(history.history["loss"][0], before[loss_weighting], rtol=1e-4)
+    assert after[loss_weighting] < before[loss_weighting]
 
 
 def test_the_assignment_model_refuses_designs_its_functions_do_not_implement():

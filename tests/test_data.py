@@ -1,7 +1,8 @@
 """Tests for diffusion_course.data, offline.
 
-The real oxford_flowers102 tfds builder runs over a 40-image fixture written here (see
-/work/shared/notes/offline.md), so the unchanged split strings go through tfds' real slicing.
+The real oxford_flowers102 tfds builder runs over a 40-image fixture written here (JPEGs named
+jpg/image_NNNNN.jpg, with imagelabels.mat and setid.mat from scipy.io.savemat, the files the
+builder downloads), so the unchanged split strings go through tfds' real slicing.
 """
 
 import os

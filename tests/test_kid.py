@@ -204,12 +204,21 @@ def test_make_encoder_says_which_features_it_uses():
 # ---- InceptionV3 ------------------------------------------------------------------------
 
 
-def test_inception_encoder_plumbing_with_random_weights():
-    """Shapes only: random Inception weights are refused by the public API for KID itself."""
+def test_inception_encoder_feeds_inception_the_pixels_it_was_trained_on():
+    """Random weights (the ImageNet file is not here offline). What reaches InceptionV3 must be
+    the images at 0-255, resized, then mapped to [-1, 1] as in its pretraining. (Features of
+    random weights are too sensitive to rounding to compare with a second computation.)"""
     encoder = _build_inception_encoder(64, 75, None, "InceptionV3/random@75px (test only)")
-    features = ops.convert_to_numpy(encoder(np.full((2, 64, 64, 3), 0.5, "float32")))
+    images = np.random.default_rng(6).uniform(size=(2, 64, 64, 3)).astype("float32")
+    features = ops.convert_to_numpy(encoder(images))
     assert features.shape == (2, 2048)
     assert "inception" in encoder.name
+    assert encoder.layers[-1].name == "inception_v3"
+    inception_inputs = keras.Model(encoder.inputs, encoder.layers[-2].output)(images)
+    pixels = ops.image.resize(images * 255.0, (75, 75), antialias=True)
+    # InceptionV3's preprocessing ("tf" mode): x / 127.5 - 1, from [0, 255] to [-1, 1]
+    np.testing.assert_allclose(ops.convert_to_numpy(inception_inputs),
+                               ops.convert_to_numpy(pixels / 127.5 - 1.0), atol=1e-5)
 
 
 @pytest.fixture

@@ -27,8 +27,38 @@ def test_residual_unet_output_shape_and_zero_start(profile):
     np.testing.assert_array_equal(pred_noises, 0.0)
 
 
-def test_full_residual_unet_has_the_published_size():
-    assert build_residual_unet(DDIMConfig.from_profile("full")).count_params() == 1_953_507
+def residual_unet_size(widths, block_depth, embedding_dims):
+    """The weight count of the DDIM text's residual U-Net, in closed form, layer by layer."""
+
+    def conv(inputs, outputs, kernel_size):  # kernel and bias
+        return kernel_size * kernel_size * inputs * outputs + outputs
+
+    def residual_block(inputs, width):  # BatchNormalization without center/scale: mean, variance
+        projection = conv(inputs, width, 1) if inputs != width else 0
+        return projection + 2 * inputs + conv(inputs, width, 3) + conv(width, width, 3)
+
+    total = conv(3, widths[0], 1)  # the sinusoidal embedding has no weights
+    channels, skips = widths[0] + embedding_dims, []
+    for width in widths[:-1]:
+        for _ in range(block_depth):
+            total += residual_block(channels, width)
+            channels = width
+            skips.append(width)
+    for _ in range(block_depth):
+        total += residual_block(channels, widths[-1])
+        channels = widths[-1]
+    for width in reversed(widths[:-1]):
+        for _ in range(block_depth):
+            total += residual_block(channels + skips.pop(), width)  # concatenated with a skip
+            channels = width
+    return total + conv(channels, 3, 1)
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_residual_unet_has_the_size_of_its_architecture(profile):
+    config = DDIMConfig.from_profile(profile)
+    expected = residual_unet_size(config.widths, config.block_depth, config.embedding_dims)
+    assert build_residual_unet(config).count_params() == expected
 
 
 @pytest.mark.parametrize("profile", ["quick", "full"])

@@ -5,10 +5,12 @@ zero of its zero-initialised last layer), an "oracle" that returns the true nois
 images, and a linear stand-in ε̂ = 0.5·x_t whose sampling chain numpy can replay exactly.
 """
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import keras
 import numpy as np
@@ -210,7 +212,6 @@ def test_ddim_samplers_of_any_length_share_one_compiled_loop(small_noise):
     diffusion = GaussianDiffusion(timesteps=100)
     network = LinearNetwork()
     noises = seed_generator_noises(SEED, 100, IMAGE_SHAPE)
-    compiled_before = len(Sampler._compiled_loops)
     DDIMSampler(diffusion, num_steps=2, eta=0.3).warm_up(network, small_noise)
     for num_steps, eta in [(1, 0.3), (4, 0.3), (100, 1.0)]:
         sampler = DDIMSampler(diffusion, num_steps=num_steps, eta=eta)
@@ -218,7 +219,32 @@ def test_ddim_samplers_of_any_length_share_one_compiled_loop(small_noise):
                               eta)
         np.testing.assert_allclose(sampler.sample(network, small_noise, seed=SEED), expected,
                                    atol=1e-5)
-    assert len(Sampler._compiled_loops) == compiled_before + 1
+    assert [key[1] for key in Sampler._compiled_loops].count(id(network)) == 1
+    # one tf.function, traced once: a retrace per step count would still be one cache entry
+    assert sampler._compiled_loop(network, None).experimental_get_tracing_count() == 1
+
+
+class DenseNetwork(keras.Model):
+    """A network with weights, as a real one has: ε̂ = a dense layer over the channels of x_t."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(3)
+
+    def call(self, inputs, training=False):
+        noisy_images, _ = inputs
+        return self.dense(noisy_images)
+
+
+def test_the_compiled_loop_does_not_keep_a_deleted_network_alive(small_noise):
+    network = DenseNetwork()
+    DDIMSampler(GaussianDiffusion(timesteps=100), num_steps=3).sample(network, small_noise)
+    network_id, network_ref = id(network), weakref.ref(network)
+    assert [key[1] for key in Sampler._compiled_loops].count(network_id) == 1
+    del network
+    gc.collect()
+    assert network_ref() is None, "the sampler's cache keeps a deleted network alive"
+    assert network_id not in [key[1] for key in Sampler._compiled_loops]
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])

@@ -231,14 +231,21 @@ def test_a_masked_file_reads_as_empty(course, tmp_path):
 
 
 def test_a_detached_process_dies_with_the_sandbox(course, tmp_path):
+    started = alice(course) / "stray-started"
     marker = alice(course) / "stray-survived"
+    # the stray marks that it runs; its parent waits for that mark, so the test knows it started
     probe = f"""
-import subprocess, sys
-subprocess.Popen([sys.executable, "-c", "import time, pathlib; time.sleep(1); "
+import pathlib, subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time, pathlib; "
+                  "pathlib.Path({str(started)!r}).touch(); time.sleep(1); "
                   "pathlib.Path({str(marker)!r}).touch()"], start_new_session=True)
+deadline = time.monotonic() + 30
+while not pathlib.Path({str(started)!r}).exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
 """
     result, _ = run(alice(course), python(probe))
     assert result.returncode == 0, result.stderr
+    assert started.exists(), "the detached process never started, so the test proves nothing"
     time.sleep(2)
     assert not marker.exists(), "a detached process outlived the sandbox"
 
@@ -246,16 +253,21 @@ subprocess.Popen([sys.executable, "-c", "import time, pathlib; time.sleep(1); "
 def test_the_sandbox_dies_when_the_grading_process_is_killed(course):
     """nbgrader killed with SIGKILL (or Ctrl-C mid-cleanup) must not leave a kernel running."""
     work = alice(course)
+    started = work / "sandboxed-command-started"
     marker = work / "outlived-the-grader"
-    argv = sandbox.command(python("import time, pathlib; time.sleep(3); "
-                                  f"pathlib.Path({str(marker)!r}).touch()"), write=[work])
+    argv = sandbox.command(python(f"import time, pathlib; pathlib.Path({str(started)!r}).touch(); "
+                                  f"time.sleep(3); pathlib.Path({str(marker)!r}).touch()"),
+                           write=[work])
     # a stand-in for nbgrader: starts the sandbox, then is killed before it finishes
     grader = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
                                f"subprocess.Popen({argv!r}); time.sleep(60)"], cwd=work,
                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline and grader.poll() is None:
+        time.sleep(0.05)
     grader.kill()
     grader.wait()
+    assert started.exists(), "the sandboxed command never started, so the test proves nothing"
     time.sleep(4)
     assert not marker.exists(), "the sandboxed command outlived the process that started it"
 

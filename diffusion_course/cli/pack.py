@@ -29,8 +29,12 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from diffusion_course.cli.common import UsageError
     from diffusion_course.reference_archives import SUMS_NAME, pack
 
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder: name a folder for the "
+                         "archives (it is created if missing), such as --out dist/")
     sums = pack(args.profile, args.root, args.out)
     for name, digest in sums.items():
         size = (args.out / name).stat().st_size

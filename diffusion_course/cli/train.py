@@ -271,11 +271,13 @@ def train_in_held_folder(settings, out, resume):
         train_images, validation_images = load_splits(settings.model, settings.data, config,
                                                       settings.seed)
     except TooFewImagesError as error:
+        smaller_batches = "" if settings.profile == "quick" else ", or --profile quick " \
+            f"(batches of {config_class(settings.model).from_profile('quick').batch_size})"
         raise CommandError(
             f"The {error.what} has {error.num_images} images, fewer than one batch of the "
             f"{settings.profile} profile ({error.batch_size}). A folder's validation part is a "
-            f"fifth of its images, so give a folder of at least {5 * error.batch_size} images, "
-            "or train with --profile quick (smaller batches), or --data synthetic.") from None
+            f"fifth of its images, so give a folder of at least {5 * error.batch_size} images"
+            f"{smaller_batches}, or train on --data synthetic.") from None
     settings = dataclasses.replace(
         settings, steps_per_epoch=settings.steps_per_epoch or number_of_batches(train_images))
 

@@ -3,7 +3,8 @@
 #
 #   scripts/services/slurm.sh start   # starts it (or finds it running); prints the settings
 #   scripts/services/slurm.sh env     # prints the settings of the running cluster
-#   scripts/services/slurm.sh stop    # stops the daemons; queued and running jobs are dropped
+#   scripts/services/slurm.sh stop    # stops the daemons (and munged, if start started it);
+#                                     # queued and running jobs are dropped: wait for them first
 #
 # Settings printed (eval "$(scripts/services/slurm.sh start)"): SLURM_CONF, the configuration
 # that sbatch, squeue, scontrol and scancel must read; /etc/slurm is left alone.
@@ -71,6 +72,8 @@ start() {
         chown munge:munge /run/munge /var/lib/munge /var/log/munge
         [ -f /etc/munge/munge.key ] || { mungekey --create; chown munge:munge /etc/munge/munge.key; }
         runuser -u munge -- /usr/sbin/munged
+        mkdir -p "$STATE"
+        cp /run/munge/munged.pid "$STATE/munged.pid"  # ours to stop; a system munged is left alone
     fi
     if daemon_running slurmctld && daemon_running slurmd && node_idle; then
         print_settings; return
@@ -97,9 +100,17 @@ stop_daemons() {
     done
 }
 
+stop() {
+    stop_daemons
+    if daemon_running munged; then
+        kill "$(cat "$STATE/munged.pid")"
+    fi
+    rm -f "$STATE/munged.pid"
+}
+
 case "${1:-}" in
     start) start ;;
-    stop) stop_daemons ;;
+    stop) stop ;;
     env) daemon_running slurmctld || { echo "Slurm is not running: $0 start" >&2; exit 1; }
          print_settings ;;
     *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
