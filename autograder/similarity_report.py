@@ -119,7 +119,8 @@ def write_similarity_report(course_root, submissions=None, settings=None):
     solution_code = written_code(read_notebook_text(
         (course_root / "solutions" / ASSIGNMENT / NOTEBOOK).read_text(encoding="utf-8")),
         given_lines)
-    students = sorted(path.name for path in (course_root / "submitted").iterdir()
+    submitted = course_root / "submitted"
+    students = sorted(path.name for path in (submitted.iterdir() if submitted.is_dir() else [])
                       if path.is_dir() and not path.is_symlink())
     codes, problems = course_codes(course_root, students, given_lines)
     pairs, solution_matches = compare_class(codes, solution_code, settings)

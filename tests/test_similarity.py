@@ -261,3 +261,11 @@ def test_the_report_reads_well_in_a_real_browser(course, tmp_path):
     assert seen["marks"] > 10, "the matching code is highlighted"
     picture = screenshot(course_root / HTML_FILE, tmp_path / "similarity.png", tmp_path)
     assert picture.stat().st_size > 20_000
+
+
+def test_a_class_with_nothing_collected_still_gets_its_report(tmp_path):
+    for folder in ("assignment", "solutions"):
+        shutil.copytree(REPO_ROOT / folder / "ddim", tmp_path / folder / "ddim")
+    summary = write_similarity_report(tmp_path)
+    assert summary.startswith("Similarity: 0 shared file(s), 0 pair(s)")
+    assert "0 of 0 submissions compared" in (tmp_path / HTML_FILE).read_text()
