@@ -41,8 +41,8 @@ class SimilarityReport(Configurable):
 
     pair_threshold = Float(0.5, help=(
         "A pair of students is listed when this share of one's code is found in the other's "
-        "(0-1). Measured on the bundled samples: honest independent solutions 0.21-0.27, "
-        "copies with renamed names or added comments 0.9-1.0.")).tag(config=True)
+        "(0-1). Measured on the bundled samples: honest independent solutions 0.00-0.24, "
+        "copies (verbatim, renamed, commented) 1.00.")).tag(config=True)
     solution_threshold = Float(0.8, help=(
         "A student is listed as matching the instructor's solution from this share (0-1): "
         "flagged for a person to look, never penalised.")).tag(config=True)
@@ -51,7 +51,9 @@ class SimilarityReport(Configurable):
         "(copydetect's default).")).tag(config=True)
     guarantee_threshold = Int(25, help=(
         "Matches at least this long are always found (>= noise_threshold; copydetect's "
-        "default; the winnowing window is their difference + 1).")).tag(config=True)
+        "default; the winnowing window is their difference + 1). Equal, every k-gram is kept; "
+        "above, the kept ones follow Python's per-process string hashes and the shares may "
+        "vary a little from run to run.")).tag(config=True)
 
 
 @dataclass
@@ -129,8 +131,12 @@ def compare_class(codes, solution_code, settings):
              if fingerprints[first].hashes & fingerprints[second].hashes]
     solution_matches = [compare(student, "solution", fingerprints[student], solution)
                         for student in sorted(fingerprints)]
-    by_similarity = lambda match: (-match.similarity, match.first, match.second)  # noqa: E731
-    return sorted(pairs, key=by_similarity), sorted(solution_matches, key=by_similarity)
+    return sorted(pairs, key=most_similar_first), sorted(solution_matches,
+                                                          key=most_similar_first)
+
+
+def most_similar_first(match):
+    return -match.similarity, match.first, match.second
 
 
 def shared_files(submissions):
@@ -151,9 +157,12 @@ def shared_files(submissions):
             target = os.path.normpath(Path(entry.path) / os.readlink(path))
             relative = os.path.relpath(target, submissions)
             owner = relative.split(os.sep)[0]
-            if relative.startswith(os.pardir) or owner == entry.name:
+            if relative.startswith(os.pardir):
                 findings.append(((entry.name,), f"a symbolic link to {os.readlink(path)}, "
                                                 "outside the class"))
+            elif owner == entry.name:
+                findings.append(((entry.name,), f"a symbolic link to {os.readlink(path)}, "
+                                                "in its own folder"))
             else:
                 findings.append(((entry.name, owner), f"{entry.name}'s {NOTEBOOK} is a "
                                                       f"symbolic link to {owner}'s"))
