@@ -112,6 +112,13 @@ c.HTMLExporter.extra_template_basedirs = [
     str(REPO_ROOT / "autograder" / "feedback_templates"),
     str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
 
+# The similarity report beside the grade table (autograder/similarity.py): pairs of students from
+# this similarity, submissions against the instructor's solution from this one. On the bundled
+# samples honest independent solutions score 0.00-0.24, copies (verbatim, with renamed names and
+# swapped helpers, with added comments) 1.00. Advice for a person: no grade depends on it.
+c.SimilarityReport.pair_threshold = 0.5
+c.SimilarityReport.solution_threshold = 0.8
+
 # The hidden tests: StartVerdict starts the judge on the student's cells (in sandboxed runner
 # processes, beside the kernel); ExternalVerdict replaces each graded test cell's outputs with
 # its verdict, which the kernel cannot forge.

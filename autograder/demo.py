@@ -9,8 +9,8 @@
    every student with nbgrader (`autograder/grade_student.py`), `--jobs` students at a time, each
    in its own process, with a progress bar;
 4. prints a grade table per student and per cell, every failed submission with its reason, and
-   writes grade_table.csv, verdicts.json, the CSV export, the HTML feedback and the scanner's
-   report.
+   writes grade_table.csv, verdicts.json, the CSV export, the HTML feedback, the scanner's
+   report and the similarity report (similarity.html, similarity.csv).
 
 A rerun on the same `--out` grades only the students that have no result yet (new ones, or
 those a Ctrl-C stopped); `--regrade` grades everyone again; `--force` deletes the graded class
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from autograder import collect, gradebook, report, sandbox, scanner
+from autograder import collect, gradebook, report, sandbox, scanner, similarity_report
 from autograder.collect import ASSIGNMENT, SubmissionsError
 from autograder.grade_student import grade_student, run_nbgrader, stop, write_result
 from autograder.run_lock import LOCK_FILE, LockedError, course_lock
@@ -221,6 +221,7 @@ def grade_class(out, submissions, students, arguments):
                             "reason": "the run was interrupted", "seconds": 0.0}
     report.write_reports(out, [results[student] for student in students],
                          gradebook.db_url(out))
+    print(similarity_report.write_similarity_report(out, submissions))
     scan = scanner.scan_folder(submissions)
     (out / "scan_report.md").write_text(scanner.format_report(scan))
     flagged = [student for student, findings in scan.items() if findings]

@@ -22,6 +22,7 @@ from pathlib import Path
 from autograder.attacks import ATTACKS
 from autograder.mistakes import MISTAKES, mistaken_submission, unanswered_submission
 from autograder.reference import FUNCTION_NAMES, solution_sources
+from autograder.similarity_samples import SIMILARITY_SAMPLES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RELEASE = REPO_ROOT / "assignment" / "ddim" / "ddim.ipynb"
@@ -132,6 +133,7 @@ SPECIAL_FILE_SAMPLES = ["cheat-hard-links-solution", "broken-fifo-notebook"]
 EXPECTED_SCORES = {
     "correct": FULL,
     **{name: FULL for name in HONEST_STYLES},
+    **{name: FULL for name in SIMILARITY_SAMPLES},  # copies earn full marks; the report says
     "untouched": NOTHING,
     **{f"mistake-{name.replace('_', '-')}": _all_but(f"test_{mistake.function}")
        for name, mistake in MISTAKES.items()},
@@ -154,7 +156,8 @@ EXPECTED_SCORES = {
 # asks of `judge.grade` for them: tests/test_judge.py grades them through it, and a full
 # notebook run each would add only minutes. `python -m autograder.demo` grades them all.
 JUDGE_LEVEL_SAMPLES = [*(f"mistake-{name.replace('_', '-')}" for name in MISTAKES),
-                       "honest-helpers-in-extra-cell", "honest-windows-line-endings"]
+                       "honest-helpers-in-extra-cell", "honest-windows-line-endings",
+                       *SIMILARITY_SAMPLES]
 EXPECTED_FAILURES = {
     "broken-kernel-exit": "autograding failed",
     "broken-invalid-json": "autograding failed",
@@ -284,6 +287,11 @@ def build(target=SUBMISSIONS, special_files=False):
     for student, attack in ATTACKS.items():
         answers = {**unanswered, "diffusion_schedule": attack + unanswered["diffusion_schedule"]}
         _write(target, student, _notebook_with(answers))
+    for student, (answers, copied) in SIMILARITY_SAMPLES.items():
+        if copied is None:
+            _write(target, student, _notebook_with(answers))
+        else:
+            shutil.copytree(target / copied, target / student)
     _write_links(target, solution)
     if special_files:
         _write_special_files(target, solution)

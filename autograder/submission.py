@@ -9,7 +9,8 @@ Students write the same code in many ways, and none of these may cost them point
   `NormaliseCells` runs first and turns every such cell into a plain cell of the student's;
 - helpers and imports in extra code cells: `function_programs` gives the judge, for each
   function, the student's own cells before its test cell followed by its answer cell, in
-  notebook order, so the judge runs what the kernel ran.
+  notebook order, so the judge runs what the kernel ran; `written_cells` gives the similarity
+  report all the code the student wrote.
 """
 
 import json
@@ -90,6 +91,27 @@ def normalise_cells(notebook, known_grade_ids):
     return notebook
 
 
+def cell_source(cell):
+    """A cell's source as one string (nbformat saves it as a string or a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def written_cells(notebook):
+    """[(label, source)] of the code the student wrote, in notebook order: the answer cells
+    and the student's own code cells (no nbgrader metadata); the locked cells are the release's.
+    """
+    written = []
+    for index, cell in enumerate(notebook["cells"]):
+        metadata = _nbgrader(cell)
+        if cell.get("cell_type") != "code" or (metadata is not None
+                                                and not metadata.get("solution")):
+            continue
+        label = (metadata or {}).get("grade_id") or f"extra cell (cell {index + 1})"
+        written.append((label, cell_source(cell)))
+    return written
+
+
 def function_programs(notebook, function_names):
     """{name: [cell]} for the judge: the student's extra code cells up to the function's test
     cell, and the function's answer cell(s), in notebook order (see runner/recording.py)."""
@@ -103,8 +125,7 @@ def function_programs(notebook, function_names):
         end = tests[0] if tests else (answers[-1] + 1 if answers else 0)
         program = []
         for index, cell in enumerate(cells):
-            source = cell.get("source", "")
-            source = "".join(source) if isinstance(source, list) else source
+            source = cell_source(cell)
             if index in answers:
                 program.append({"label": f"{name} cell", "source": source, "own": True})
             elif (index < end and cell.get("cell_type") == "code"

@@ -255,6 +255,14 @@ def test_the_demo_writes_exports_feedback_and_an_untampered_gradebook(demo):
         assert tampered.fetchone()[0] == 0, "a submission rewrote the gradebook"
     verdicts = json.loads((out / "verdicts.json").read_text())
     assert "KID features" in verdicts["correct"]["test_training_kid"]["message"]
+    with open(out / "similarity.csv") as file:
+        similarity = list(csv.DictReader(file))
+    same_files = {(row["first"], row["second"]) for row in similarity if row["kind"] == "same file"}
+    assert ("cheat-symlinks-neighbour", "correct") in same_files
+    assert ("cheat-hard-links-solution", "") in same_files  # its other name is outside the class
+    solution = {row["first"]: row["flagged"] for row in similarity if row["kind"] == "solution"}
+    assert solution["correct"] == "yes" and "--help" not in solution  # a copy of untouched
+    assert "Similarity: 3 shared file(s)" in stdout
 
 
 # the pictures of the release run by nbgrader with correct answers (quick profile, grading mode):

@@ -206,6 +206,11 @@ def test_the_job_array_gives_the_local_grades(graded_class):
     exported = (course / "grades.csv").read_text()
     assert all(student in exported for student in STUDENTS)
     assert (course / "feedback" / "correct" / "ddim" / "ddim.html").exists()
+    with open(course / "similarity.csv") as file:
+        flagged = {row["first"] for row in csv.DictReader(file)
+                   if row["kind"] == "solution" and row["flagged"] == "yes"}
+    assert flagged == {"correct"}
+    assert "the notebook is not valid JSON" in (course / "similarity.html").read_text()
 
 
 def test_no_task_met_a_lock_or_duplicate_error(graded_class):

@@ -4,7 +4,6 @@ plain-nbgrader steps and the feedback a student reads (in a real headless browse
 The end-to-end grading of every sample (with Ctrl-C and resume) is in test_autograder.py.
 """
 
-import html
 import json
 import os
 import re
@@ -16,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from browser import what_a_reader_sees as what_a_student_sees
 
 from autograder import collect, sample_submissions, scanner
 from autograder.attacks import ATTACKS
@@ -24,9 +24,6 @@ from autograder.run_lock import course_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RELEASE = REPO_ROOT / "assignment" / "ddim" / "ddim.ipynb"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--window-size=900,1200", "--virtual-time-budget=5000"]
 
 
 def test_the_scanner_flags_every_attack_and_no_honest_style():
@@ -231,39 +228,6 @@ def test_the_readme_instructor_steps_work_in_order_from_a_fresh_clone(readme_flo
     assert "untouched" in (clone / "grades.csv").read_text()
     ignored = subprocess.run(["git", "check-ignore", "-q", "grades.csv"], cwd=REPO_ROOT)
     assert ignored.returncode == 0, "grades.csv in the repository root must be git-ignored"
-
-
-# Measures the page as a student's browser lays it out, and records what is visible.
-MEASURE = """
-<script>
-window.addEventListener("load", () => {
-  const wide = [...document.querySelectorAll("pre")].filter(
-      element => element.scrollWidth > element.clientWidth + 1);
-  const report = document.createElement("pre");
-  report.id = "measured";
-  report.textContent = JSON.stringify({
-    overflowing: wide.length, pageWider: document.documentElement.scrollWidth > innerWidth,
-    visibleText: document.body.innerText,
-    index: [...document.querySelectorAll("#toc li")].map(item => item.innerText)});
-  document.body.appendChild(report);
-});
-</script>
-"""
-
-
-def what_a_student_sees(html_path, tmp_path):
-    """{overflowing, pageWider, visibleText, index} of a page rendered by headless Chromium."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail("Chromium is missing: `apt-get install chromium` (.ci/apt-packages.txt)")
-    page = tmp_path / "page.html"
-    page.write_text(html_path.read_text().replace("</body>", MEASURE + "</body>", 1))
-    result = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                             "--dump-dom", page.as_uri()],
-                            capture_output=True, text=True, timeout=120)
-    found = re.search(r'<pre id="measured">(.*?)</pre>', result.stdout, re.S)
-    assert found, result.stderr[-2000:]
-    return json.loads(html.unescape(found.group(1)))
 
 
 def test_the_feedback_reads_well_in_a_real_browser(readme_flow, tmp_path):

@@ -10,8 +10,8 @@ submit   makes the course folder on the first call (the release, the students' n
          student that is not done, running or pending: re-submitting fills in only the missing
          and failed students.
 status   done / running / pending / failed / missing per student, with Slurm's reason.
-collect  the grade table (grade_table.csv), failures.csv with reasons, nbgrader's grades.csv
-         and the HTML feedback.
+collect  the grade table (grade_table.csv), failures.csv with reasons, the similarity report
+         (similarity.html, similarity.csv), nbgrader's grades.csv and the HTML feedback.
 task     (run by grade.sbatch on a compute node) grades student number $SLURM_ARRAY_TASK_ID.
 
 The course folder must be on a file system that the nodes share; NBGRADER_DB_URL names the
@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from autograder import collect, demo, gradebook, report, sandbox
+from autograder import collect, demo, gradebook, report, sandbox, similarity_report
 from autograder.cluster import records, slurm
 from autograder.cluster.status import class_status, print_status, summary
 from autograder.grade_student import grade_student, run_nbgrader
@@ -122,7 +122,8 @@ def status(arguments):
 
 
 def collect_class(arguments):
-    """The grade table, the failures with reasons, nbgrader's CSV export and the feedback."""
+    """The grade table, the failures with reasons, the similarity report, nbgrader's CSV export
+    and the feedback."""
     course_root = Path(arguments.course).resolve()
     table = class_status(course_root)
     results = report.read_results(course_root, list(table))
@@ -137,10 +138,13 @@ def collect_class(arguments):
         writer.writerow(["student", "state", "task", "reason"])
         writer.writerows([student, row["state"], row["task"], row["reason"]]
                          for student, row in table.items() if row["reason"])
+    submissions = records.class_submissions(course_root)
+    print(similarity_report.write_similarity_report(
+        course_root, submissions if submissions.is_dir() else None))
     demo.nbgrader("export", f"--to={course_root / 'grades.csv'}", course_root=course_root)
     run_nbgrader(["generate_feedback", demo.ASSIGNMENT, "--force"], course_root)
-    print(f"{summary(table)}. Wrote grade_table.csv, failures.csv, grades.csv and feedback/ "
-          f"in {course_root}.")
+    print(f"{summary(table)}. Wrote grade_table.csv, failures.csv, similarity.html and .csv, "
+          f"grades.csv and feedback/ in {course_root}.")
     unfinished = [student for student, row in table.items() if row["state"] != "done"]
     if unfinished:
         print(f"Not graded yet: {', '.join(map(repr, unfinished))}. Re-submit them with: "

@@ -38,6 +38,11 @@ def write_class(course_root, submissions, students):
                {"submissions": str(submissions), "students": students})
 
 
+def class_submissions(course_root):
+    """The submissions folder the class was collected from."""
+    return Path(json.loads((Path(course_root) / FOLDER / "class.json").read_text())["submissions"])
+
+
 def class_students(course_root):
     path = Path(course_root) / FOLDER / "class.json"
     return json.loads(path.read_text())["students"] if path.exists() else None
