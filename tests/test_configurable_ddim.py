@@ -135,7 +135,8 @@ MASKED_SCRIPT = textwrap.dedent("""
     import sys, types
     # what a graded run sees: the library's schedule, parametrization and sampler modules are
     # empty files
-    for name in ("schedules", "parametrizations", "continuous_samplers"):
+    for name in ("schedules", "parametrizations", "continuous_samplers", "multistep_weights",
+                 "configurable_ddim", "sampler_comparison", "design_grid"):
         sys.modules["diffusion_course." + name] = types.ModuleType("diffusion_course." + name)
     import numpy as np
     import diffusion_course.checkpoints, diffusion_course.ddim  # what the graded runner imports
