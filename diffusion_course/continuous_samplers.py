@@ -8,7 +8,8 @@ network's prediction type (parametrizations.py) instead of the discrete model's 
     images = sampler.sample(model.ema_network, initial_noise, seed=42)
 
 Step i goes from the diffusion time t = 1 − i/N to the next time t' = t − 1/N, as in the DDIM
-text; n, s are the noise and signal rates at t, and n', s' at t'. Every rate is computed once,
+text (a multistep run of order k makes its first k − 1 steps shorter: multistep_weights.py);
+n, s are the noise and signal rates at t, and n', s' at t'. Every rate is computed once,
 in float64, into the step tables. As in the DDIM text, a run returns the last predicted image
 x̂0; `probability_flow` returns the noisy images at t = 0 instead, where the deterministic
 samplers' ODE ends (the convergence tests measure them).
