@@ -1,8 +1,10 @@
 """The library modules that an answer may not use: they would do the assignment for it.
 
-The library has its own cosine schedule and DDIM sampler (issue 10). The graded run of the
-answer cells cannot import them (the sandbox masks these files) and the judge names such an
-import in the verdict, so that the student knows why the function failed.
+The library has its own cosine schedule and DDIM sampler (issue 10), and the whole design space
+around them (issue 20): the model that uses them, the multistep weights, the sampler comparison
+and the design grid, each of which imports the first ones. The graded run of the answer cells
+cannot import any of them (the sandbox masks these files) and the judge names such an import in
+the verdict, with the rule, so that the student knows why the function failed.
 """
 
 import ast
@@ -10,7 +12,9 @@ import re
 from pathlib import Path
 
 LIBRARY = Path(__file__).resolve().parents[1] / "diffusion_course"
-FORBIDDEN_MODULES = ("schedules", "parametrizations", "continuous_samplers")
+FORBIDDEN_MODULES = ("schedules", "parametrizations", "continuous_samplers", "multistep_weights",
+                     "configurable_ddim", "sampler_comparison", "design_grid")
+RULE = "the assignment's functions must be your own code"
 _MENTION = re.compile(r"diffusion_course\W+(" + "|".join(FORBIDDEN_MODULES) + r")\b")
 
 

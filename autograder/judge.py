@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from autograder.errors import GraderError
-from autograder.forbidden_imports import FORBIDDEN_MODULES, forbidden_imports
+from autograder.forbidden_imports import FORBIDDEN_MODULES, RULE, forbidden_imports
 from autograder.grader_state.cache import default_cache_dir
 from autograder.grader_state.evaluation import TRAIN_IMAGES_SEED, Evaluator, UnusableWeights
 from autograder.reference import setup_source, solution_sources
@@ -252,10 +252,10 @@ def _forbidden_import_verdict(name, program):
     modules = forbidden_imports("\n".join(cell["source"] for cell in program))
     if not modules:
         return None
-    return Verdict(False, 0.0, f"{name}: your code imports {', '.join(modules)}. The graded run "
-                               f"cannot import the library's schedule and sampler modules "
-                               f"(diffusion_course.{', diffusion_course.'.join(FORBIDDEN_MODULES)})"
-                               f": the assignment is to write {name} yourself")
+    masked = ", ".join(f"diffusion_course.{module}" for module in FORBIDDEN_MODULES)
+    return Verdict(False, 0.0, f"{name}: your code imports {', '.join(modules)}, but {RULE}: "
+                               f"the graded run cannot import the library's design-space modules "
+                               f"({masked}). Write {name} yourself")
 
 
 def _unit_verdicts(units_run, config, programs):

@@ -8,33 +8,34 @@ network's prediction type (parametrizations.py) instead of the discrete model's 
     images = sampler.sample(model.ema_network, initial_noise, seed=42)
 
 Step i goes from the diffusion time t = 1 − i/N to the next time t' = t − 1/N, as in the DDIM
-text; n, s are the noise and signal rates at t, and n', s' at t'. Every rate is computed once,
+text (a multistep run of order k makes its first k − 1 steps shorter: multistep_weights.py);
+n, s are the noise and signal rates at t, and n', s' at t'. Every rate is computed once,
 in float64, into the step tables. As in the DDIM text, a run returns the last predicted image
 x̂0; `probability_flow` returns the noisy images at t = 0 instead, where the deterministic
 samplers' ODE ends (the convergence tests measure them).
 
 In the variables x̄ = x/s and σ̄ = n/s, deterministic DDIM is Euler's method for the probability-
-flow ODE dx̄/dσ̄ = ε̂ (Song et al. 2021, eq. 14); the second-order and multistep samplers replace
-ε̂ by a better average of ε̂ over the step.
+flow ODE dx̄/dσ̄ = ε̂ (Song et al. 2021, eq. 14). The second-order and multistep samplers take
+the DDIM step with a better average x̃0 of the network's image predictions over the step,
+weighted for the variable λ = log(s/n), in which the DDIM step is exact for a constant x̂0
+(DPM-Solver++, Lu et al. 2022, arXiv:2211.01095). Averaging x̂0 rather than ε̂ matters at the
+noisy end: there x̂0 = (x − n·ε̂)/s would multiply any difference between two ε̂'s by 1/s ≈ 50.
 """
 
 import numpy as np
 from keras import ops
 
 from diffusion_course.config import PREDICTIONS
+from diffusion_course.multistep_weights import half_log_snrs, multistep_weights, start_up_times
 from diffusion_course.parametrizations import convert
 from diffusion_course.samplers import Sampler
 
 # the step tables are padded to this length, so any number of steps up to it shares one loop
 MAX_DIFFUSION_STEPS = 1000
-# Adams–Bashforth coefficients of ε̂ at the current and past steps, oldest first
-ADAMS_BASHFORTH = {
-    1: [1.0],
-    2: [-1.0 / 2, 3.0 / 2],
-    3: [5.0 / 12, -16.0 / 12, 23.0 / 12],
-    4: [-9.0 / 24, 37.0 / 24, -59.0 / 24, 55.0 / 24],
-    5: [251.0 / 720, -1274.0 / 720, 2616.0 / 720, -2774.0 / 720, 1901.0 / 720],
-}
+# order 5 is not offered: measured on whole runs (tests/test_continuous_samplers.py), its errors
+# reach float64 round-off (about 1e-12) at 256-512 steps, before the runs converge with order 5
+# (4.3-5.5 measured), so the order cannot be verified, and in float32 it cannot be had at all
+MAX_MULTISTEP_ORDER = 4
 SAMPLER_NAMES = ("ddim", "ddpm-vp", "ddpm-large", "second-order", "multistep")
 
 
@@ -62,12 +63,18 @@ class ContinuousSampler(Sampler):
         self.schedule = schedule
         self.prediction = prediction
         self.dtype = dtype
-        # the diffusion times of the steps, 1, 1 − Δ, ..., Δ, and of the next ones, down to 0
-        self.step_size = 1.0 / diffusion_steps
-        self.timesteps = 1.0 - np.arange(diffusion_steps) * self.step_size
-        self.next_times = self.timesteps - self.step_size
+        # the diffusion times of the steps, from 1, and of the next ones, down to 0
+        times = self.step_times(diffusion_steps)
+        self.timesteps, self.next_times = times[:-1], times[1:]
         self.noise_rates, self.signal_rates = self.rates_at(self.timesteps)
         self.next_noise_rates, self.next_signal_rates = self.rates_at(self.next_times)
+        # λ = log(s/n) at both ends of every step; +∞ where a schedule ends without noise
+        self.log_snrs = half_log_snrs(self.noise_rates, self.signal_rates)
+        self.next_log_snrs = half_log_snrs(self.next_noise_rates, self.next_signal_rates)
+
+    def step_times(self, diffusion_steps):
+        """1, 1 − Δ, ..., Δ, 0 with Δ = 1/N: equal steps in t, as in the DDIM text."""
+        return np.linspace(1.0, 0.0, diffusion_steps + 1)
 
     @property
     def table_length(self):
@@ -158,17 +165,31 @@ class ContinuousDDIMSampler(ContinuousSampler):
         return next_noisy_images, (pred_images,), pred_images
 
 
-def remix(pred_noises, noisy_images, noise_rates, signal_rates, next_noise_rates,
-          next_signal_rates):
-    """One deterministic DDIM step with ε̂: x̂0 = (x − n·ε̂)/s, then x' = s'·x̂0 + n'·ε̂.
-    Returns (x', x̂0)."""
-    pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates
-    return next_signal_rates * pred_images + next_noise_rates * pred_noises, pred_images
+def corrected_ddim_step(pred_noises, pred_images, correction, noise_rates, signal_rates,
+                        next_noise_rates, next_signal_rates):
+    """The DDIM step with x̃0 = x̂0 + correction in place of x̂0: ε̃ = ε̂ − (s/n)·correction
+    keeps x = s·x̃0 + n·ε̃, and x' = s'·x̃0 + n'·ε̃ (DDIM eq. 12). That is x' = (n'/n)·x +
+    s'·(1 − e^−h)·x̃0 (DPM-Solver++, eq. 9), so the correction enters with a weight below s' and
+    is never divided by s. With no correction it is exactly DDIM. Returns (x', x̃0)."""
+    combined_images = pred_images + correction
+    combined_noises = pred_noises - (signal_rates / noise_rates) * correction
+    return next_signal_rates * combined_images + next_noise_rates * combined_noises, combined_images
+
+
+def rates_of(log_snrs):
+    """(n, s) at λ = log(s/n): n² = sigmoid(−2λ), s² = sigmoid(2λ)."""
+    return (np.sqrt(1.0 / (1.0 + np.exp(2.0 * log_snrs))),
+            np.sqrt(1.0 / (1.0 + np.exp(-2.0 * log_snrs))))
 
 
 class SecondOrderSampler(ContinuousSampler):
-    """The generic second-order Runge–Kutta method (Karras et al. 2022, EDM, Algorithm 2 with
-    α): α = 0.5 is the midpoint rule, α = 1 Heun's method. Two network evaluations per step."""
+    """Second order with an intermediate evaluation, DPM-Solver++(2S) (Lu et al. 2022,
+    Algorithm 1) with r = α: a DDIM step to λ + α·h, the network again there, and the DDIM step
+    with x̃0 = (1 − 1/(2α))·x̂0 + (1/(2α))·x̂0_α. α = 0.5 is the midpoint rule and α = 1 Heun's
+    method (as in Karras et al. 2022, EDM, Algorithm 2). Two network evaluations per step,
+    except a last step that ends without noise (λ' = +∞): it is a DDIM step, as EDM's
+    Algorithm 2 makes its last step to σ = 0 an Euler step, so the network is never called at
+    n = 0, where an image-predicting network's ε̂ = (x − s·x̂0)/n would divide by zero."""
 
     evaluations_per_step = 2
 
@@ -179,83 +200,113 @@ class SecondOrderSampler(ContinuousSampler):
                              "midpoint rule, 1 is Heun's method).")
         self.alpha = float(alpha)
         super().__init__(schedule, diffusion_steps, prediction, jit_compile, dtype)
-        # the intermediate time t − α·Δ of every step
-        self.middle_noise_rates, self.middle_signal_rates = self.rates_at(
-            self.timesteps - self.alpha * self.step_size)
+        self.corrects = np.isfinite(self.next_log_snrs)
+        # the intermediate λ + α·h of every step (λ itself, unused, where λ' = +∞)
+        finite_next_log_snrs = np.where(self.corrects, self.next_log_snrs, self.log_snrs)
+        middle_log_snrs = self.log_snrs + self.alpha * (finite_next_log_snrs - self.log_snrs)
+        self.middle_noise_rates, self.middle_signal_rates = rates_of(middle_log_snrs)
+
+    @property
+    def network_evaluations(self):
+        return self.num_steps + int(np.count_nonzero(self.corrects))
 
     def step_tables(self):
-        steps = self.num_steps
         return {**super().step_tables(),
                 "middle_noise_rates": self.middle_noise_rates,
                 "middle_signal_rates": self.middle_signal_rates,
-                # the weights of ε̂ at t and at t − αΔ: (1 − 1/(2α), 1/(2α))
-                "first_weights": np.full(steps, 1.0 - 0.5 / self.alpha),
-                "second_weights": np.full(steps, 0.5 / self.alpha)}
+                # 1 where the step evaluates the network at λ + α·h, 0 where it is DDIM
+                "corrects": self.corrects.astype(np.float64),
+                "correction_weights": np.full(self.num_steps, 0.5 / self.alpha)}
 
     def denoising_step(self, call_network, noisy_images, carried, coefficients, noises):
         rates = coefficients["noise_rates"], coefficients["signal_rates"]
-        # 1. ε̂ at t
-        pred_noises, _ = self.denoise(call_network, noisy_images, *rates)
-        # 2. remix to the intermediate time t − αΔ (a DDIM step)
-        middle_rates = coefficients["middle_noise_rates"], coefficients["middle_signal_rates"]
-        middle_noisy_images, _ = remix(pred_noises, noisy_images, *rates, *middle_rates)
-        # 3. ε̂_α: the network again, at t − αΔ
-        middle_pred_noises, _ = self.denoise(call_network, middle_noisy_images, *middle_rates)
-        # 4. ε̃ = (1 − 1/(2α))·ε̂ + (1/(2α))·ε̂_α (generic second-order Runge–Kutta)
-        combined_noises = (coefficients["first_weights"] * pred_noises
-                           + coefficients["second_weights"] * middle_pred_noises)
-        # 5. x̂0 from ε̃, and the DDIM step to t' with ε̃
-        next_noisy_images, pred_images = remix(
-            combined_noises, noisy_images, *rates,
-            coefficients["next_noise_rates"], coefficients["next_signal_rates"])
-        return next_noisy_images, (pred_images,), pred_images
+        next_rates = coefficients["next_noise_rates"], coefficients["next_signal_rates"]
+        # 1. ε̂ and x̂0 at λ
+        pred_noises, pred_images = self.denoise(call_network, noisy_images, *rates)
+
+        def correction():
+            # 2. the DDIM step to the intermediate λ + α·h
+            middle_rates = (coefficients["middle_noise_rates"],
+                            coefficients["middle_signal_rates"])
+            middle_noisy_images, _ = corrected_ddim_step(
+                pred_noises, pred_images, ops.zeros_like(pred_images), *rates, *middle_rates)
+            # 3. x̂0_α: the network again, there
+            _, middle_pred_images = self.denoise(call_network, middle_noisy_images,
+                                                 *middle_rates)
+            # 4. x̃0 − x̂0 = (1/(2α))·(x̂0_α − x̂0) (DPM-Solver++(2S) with r = α)
+            return coefficients["correction_weights"] * (middle_pred_images - pred_images)
+
+        # (a step that ends without noise skips 2–4: EDM Algorithm 2, "if σ_{i+1} ≠ 0")
+        corrections = ops.cond(coefficients["corrects"] > 0, correction,
+                               lambda: ops.zeros_like(pred_images))
+        # 5. the DDIM step to λ' with x̃0
+        next_noisy_images, combined_images = corrected_ddim_step(
+            pred_noises, pred_images, corrections, *rates, *next_rates)
+        return next_noisy_images, (combined_images,), combined_images
 
 
 class MultistepSampler(ContinuousSampler):
-    """Adams–Bashforth multistep of order 1–5 on ε̂ (as PNDM, Liu et al. 2022): the DDIM step
-    takes a combination of this and the last order − 1 steps' ε̂. The first steps, whose
-    history is shorter, use the order that it allows. One network evaluation per step."""
+    """Adams–Bashforth multistep of order k = 1–4 in λ = log(s/n) on the image predictions
+    (DPM-Solver++ multistep, Lu et al. 2022, generalised to order k): the DDIM step takes the
+    average x̃0 of this and the last k − 1 steps' x̂0, with weights computed for each step from
+    its actual λ's (multistep_weights.py). The first k − 1 steps, whose history is shorter, are
+    shorter too, so that the whole run converges with order k. Order 1 is DDIM. One network
+    evaluation per step."""
 
     def __init__(self, schedule, diffusion_steps, prediction="noise", order=2,
                  jit_compile="auto", dtype="float32"):
-        if isinstance(order, bool) or order not in ADAMS_BASHFORTH:
-            raise ValueError(f"order={order!r} is invalid: it must be an integer from 1 to 5 "
-                             "(1 is DDIM).")
+        if order == MAX_MULTISTEP_ORDER + 1 and not isinstance(order, bool):
+            raise ValueError(
+                f"order={order} is not offered: a whole run of order 5 reaches float64's "
+                "round-off before it converges with order 5, so the order cannot be verified, "
+                "and float32 sampling could not have it. Use an order from 1 to "
+                f"{MAX_MULTISTEP_ORDER}.")
+        if (isinstance(order, bool) or not isinstance(order, (int, np.integer))
+                or not 1 <= order <= MAX_MULTISTEP_ORDER):
+            raise ValueError(f"order={order!r} is invalid: it must be an integer from 1 to "
+                             f"{MAX_MULTISTEP_ORDER} (1 is DDIM).")
         self.order = int(order)
+        end_noise_rate, _ = schedule.rates(np.float64(0.0))
+        if self.order > 1 and float(end_noise_rate) == 0.0:
+            raise ValueError(
+                f"order={order} is unavailable on {schedule!r}: the schedule ends without noise "
+                "(λ = log(s/n) = +∞ at t = 0), so the last step would integrate a polynomial "
+                "through the past predictions over an infinite λ interval. Use order 1 (DDIM), "
+                "or a schedule that keeps some noise at t = 0 (e.g. max_signal_rate=0.95).")
         super().__init__(schedule, diffusion_steps, prediction, jit_compile, dtype)
 
+    def step_times(self, diffusion_steps):
+        return start_up_times(lambda times: half_log_snrs(*self.rates_at(times)),
+                              diffusion_steps, self.order)
+
     def step_tables(self):
-        # row i: the coefficients of the order min(i + 1, order), oldest first, after zeros for
-        # the missing history
-        weights = np.zeros((self.num_steps, self.order))
-        for step_index in range(self.num_steps):
-            coefficients = ADAMS_BASHFORTH[min(step_index + 1, self.order)]
-            weights[step_index, self.order - len(coefficients):] = coefficients
-        return {**super().step_tables(), "multistep_weights": weights}
+        weights = multistep_weights(self.log_snrs, self.next_log_snrs, self.order)
+        # the weights of the past predictions; this step's is 1 minus their sum
+        return {**super().step_tables(), "past_weights": weights[:, :-1]}
 
     def trace_details(self):
         return (*super().trace_details(), self.order)
 
     def initial_carried(self, initial_noise):
-        # the last x̂0, and ε̂ of the last order − 1 steps, oldest first
+        # the last x̂0, and x̂0 of the last k − 1 steps, oldest first
         return (*super().initial_carried(initial_noise),
                 ops.zeros((self.order - 1, *ops.shape(initial_noise)), self.dtype))
 
     def denoising_step(self, call_network, noisy_images, carried, coefficients, noises):
-        _, past_pred_noises = carried
+        _, past_pred_images = carried
         rates = coefficients["noise_rates"], coefficients["signal_rates"]
-        # 1. ε̂ at t
-        pred_noises, _ = self.denoise(call_network, noisy_images, *rates)
-        # 2. ε̃ = Σ_j b_j·ε̂_j over this and the past steps (Adams–Bashforth)
-        all_pred_noises = ops.concatenate([past_pred_noises, pred_noises[None]], axis=0)
-        weights = ops.reshape(coefficients["multistep_weights"], (-1, 1, 1, 1, 1))
-        combined_noises = ops.sum(weights * all_pred_noises, axis=0)
-        # 3. x̂0 from ε̃, and the DDIM step to t' with ε̃
-        next_noisy_images, pred_images = remix(
-            combined_noises, noisy_images, *rates,
+        # 1. ε̂ and x̂0 at λ
+        pred_noises, pred_images = self.denoise(call_network, noisy_images, *rates)
+        # 2. x̃0 − x̂0 = Σ_j c_j·(x̂0_j − x̂0) over the past steps (since Σ c_j = 1)
+        weights = ops.reshape(coefficients["past_weights"], (-1, 1, 1, 1, 1))
+        corrections = ops.sum(weights * (past_pred_images - pred_images[None]), axis=0)
+        # 3. the DDIM step to λ' with x̃0
+        next_noisy_images, combined_images = corrected_ddim_step(
+            pred_noises, pred_images, corrections, *rates,
             coefficients["next_noise_rates"], coefficients["next_signal_rates"])
         # 4. the history moves on by one step
-        return next_noisy_images, (pred_images, all_pred_noises[1:]), pred_images
+        history = ops.concatenate([past_pred_images, pred_images[None]], axis=0)[1:]
+        return next_noisy_images, (combined_images, history), combined_images
 
 
 def make_sampler(name, schedule, diffusion_steps, prediction="noise", eta=0.0, alpha=1.0,
@@ -266,7 +317,7 @@ def make_sampler(name, schedule, diffusion_steps, prediction="noise", eta=0.0, a
     - "ddpm-vp": η = 1, variance preserving (DDPM, posterior variance);
     - "ddpm-large": η = 1, large variance (DDPM, β);
     - "second-order": `alpha` (0.5 midpoint, 1 Heun), two network evaluations per step;
-    - "multistep": Adams–Bashforth of `order` 1–5.
+    - "multistep": Adams–Bashforth in λ of `order` 1–4 (1 is DDIM).
     """
     common = dict(schedule=schedule, diffusion_steps=diffusion_steps, prediction=prediction,
                   jit_compile=jit_compile)

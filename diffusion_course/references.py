@@ -9,7 +9,9 @@ profile's:
 
     python -m diffusion_course references --profile quick
 
-The quick ones are committed and used by CI and the autograder on a CPU. They train on the
+The quick ones are committed and used by CI and the autograder on a CPU. Their manifests record
+the fingerprint of the code that trained them (training_fingerprint.py), and a fast test fails
+when today's code differs: regenerate them then. They train on the
 synthetic images (`diffusion_course.synthetic`), because the machines that build the course
 have no internet, and measure KID with the weight-free offline features; their manifests say
 both. The full ones train on Oxford Flowers with Inception KID, on a GPU, and are published
@@ -97,10 +99,13 @@ def regenerate(profile, root=DEFAULT_ROOT, data=None, kid_features=None, work_di
 def export_checkpoint(source, destination):
     """Copies a checkpoint's networks to `destination`, atomically, with the same manifest extra."""
     from diffusion_course.checkpoints import save_checkpoint
-    from diffusion_course.models import load_model
+    from diffusion_course.models import load_model, model_name_of
+    from diffusion_course.training_fingerprint import training_fingerprint
 
     model, manifest = load_model(source)
+    # the code that trained it, which tests/test_reference_fingerprint.py checks against today's
     extra = {**manifest["extra"], "made_by": "python -m diffusion_course references "
-                                              f"--profile {manifest['profile']}"}
+                                              f"--profile {manifest['profile']}",
+             "training_code_sha256": training_fingerprint(model_name_of(model.config))}
     return save_checkpoint(destination, model.checkpoint_parts(), model.config, manifest["step"],
                            manifest["seed"], extra)

@@ -34,7 +34,7 @@ class SamplerChoice:
     name: str
     eta: float = 0.0  # "ddim": 0 is deterministic
     alpha: float = 1.0  # "second-order": 0.5 midpoint, 1 Heun
-    order: int = 2  # "multistep": 1 to 5
+    order: int = 2  # "multistep": 1 to 4
 
     def __post_init__(self):
         if self.name not in SAMPLER_NAMES:

@@ -156,15 +156,23 @@ class LogSignalLinearSchedule(Schedule):
         return noise_powers, signal_powers
 
 
-class NoiseStepLinearSchedule(LogNoiseLinearSchedule):
-    """p = p_start·(p_end/p_start)^(t²): log p linear in t², slow at first."""
+class NoiseStepLinearSchedule(Schedule):
+    """p = p_end·(p_start/p_end)^((1 − t)²) (clear-diffusion-keras, schedule.py): the ratio of
+    next-step to current noise power falls about linearly to 1 at t = 1, so the noise grows
+    fast at first. log p runs linearly in (1 − t)², from log p_end at (1 − t)² = 0, which
+    keeps the small signal power near t = 1 exact in float32."""
 
     def powers(self, diffusion_times):
-        return super().powers(diffusion_times**2)
+        return powers_of_log(interpolate(math.log(self.end_noise_power),
+                                         math.log(self.start_noise_power),
+                                         (1.0 - diffusion_times) ** 2))
 
 
 class SignalStepLinearSchedule(LogSignalLinearSchedule):
-    """1 − p = (1 − p_start)·((1 − p_end)/(1 − p_start))^(t²): log(1 − p) linear in t²."""
+    """1 − p = (1 − p_start)·((1 − p_end)/(1 − p_start))^(t²) (clear-diffusion-keras,
+    schedule.py): the ratio of next-step to current signal power is 1 at t = 0 and falls about
+    linearly, so the signal fades slowly at first (like DDPM's linear β). log(1 − p) is linear
+    in t²."""
 
     def powers(self, diffusion_times):
         return super().powers(diffusion_times**2)

@@ -141,9 +141,9 @@ def test_a_checkpoint_records_the_design(tmp_path):
 
 
 def test_the_committed_reference_loads_with_the_default_design():
-    """Saved before the design fields existed: they take their defaults, today's behaviour."""
+    """Trained with the default design, which its manifest records."""
     model, manifest = load_model(REPO_ROOT / "data" / "checkpoints" / "quick" / "ddim")
-    assert "prediction" not in manifest["config"]
+    assert manifest["config"]["prediction"] == "noise"
     assert (model.config.schedule, model.config.prediction, model.config.loss_weighting,
             model.config.loss) == ("assignment-cosine", "noise", "noise", "mae")
     images = np.asarray(model.generate(2, diffusion_steps=3, seed=0))
@@ -154,7 +154,8 @@ MASKED_SCRIPT = textwrap.dedent("""
     import sys, types
     # what a graded run sees: the library's schedule, parametrization and sampler modules are
     # empty files
-    for name in ("schedules", "parametrizations", "continuous_samplers"):
+    for name in ("schedules", "parametrizations", "continuous_samplers", "multistep_weights",
+                 "configurable_ddim", "sampler_comparison", "design_grid"):
         sys.modules["diffusion_course." + name] = types.ModuleType("diffusion_course." + name)
     import numpy as np
     import diffusion_course.checkpoints, diffusion_course.ddim  # what the graded runner imports

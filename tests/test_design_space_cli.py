@@ -132,7 +132,7 @@ def test_evaluate_writes_kid_against_network_evaluations(grid, tmp_path, capsys)
 
 @pytest.mark.parametrize("argv, expected", [
     (["--sampler", "ddim", "--alpha", "0.5"], "--alpha applies to --sampler second-order"),
-    (["--sampler", "multistep", "--order", "6"], "integers from 1 to 5"),
+    (["--sampler", "multistep", "--order", "5"], "integers from 1 to 4"),
     (["--sampler", "second-order", "--alpha", "0"], "numbers in (0, 1]"),
     (["--steps", "2,x"], "integers from 1 to 1000"),
     (["--sampler", "ddpm"], "--sampler ddpm applies to DDPM checkpoints"),

@@ -23,8 +23,10 @@ import nbformat
 import numpy as np
 import pytest
 
+import diffusion_course
 from autograder import GRADER_ERROR_FILE, VERDICTS_FILE, records_folder, sample_submissions
 from autograder.errors import GraderError
+from autograder.forbidden_imports import FORBIDDEN_MODULES, forbidden_imports, forbidden_paths
 from autograder.grader_state.cache import MetricsCache
 from autograder.judge import grade
 from autograder.mistakes import (
@@ -306,15 +308,58 @@ def test_a_copy_that_changes_no_code_gets_the_grade_of_its_original(copy):
 
 
 def test_importing_the_librarys_schedule_or_sampler_fails_with_the_reason(grade_submission):
-    borrowed = ("from diffusion_course.schedules import CosineSchedule\n\n\n"
-                "def diffusion_schedule(self, diffusion_times):\n"
-                "    return CosineSchedule()(diffusion_times)\n")
-    verdicts = grade_submission({**solution_sources(), "diffusion_schedule": borrowed})
-    schedule = verdicts["test_diffusion_schedule"]
-    assert not schedule.passed and schedule.score_fraction == 0.0
-    assert "imports diffusion_course.schedules" in schedule.message
-    assert "cannot import the library's schedule and sampler modules" in schedule.message
-    assert verdicts["test_denoise"].passed and verdicts["test_reverse_diffusion"].passed
+    borrowed_schedule = ("from diffusion_course.schedules import CosineSchedule\n\n\n"
+                         "def diffusion_schedule(self, diffusion_times):\n"
+                         "    return CosineSchedule()(diffusion_times)\n")
+    borrowed_sampler = ("from diffusion_course import configurable_ddim\n\n\n"
+                        "def reverse_diffusion(self, initial_noise, diffusion_steps):\n"
+                        "    return configurable_ddim.ConfigurableDiffusionModel.reverse_diffusion("
+                        "self, initial_noise, diffusion_steps)\n")
+    verdicts = grade_submission({**solution_sources(), "diffusion_schedule": borrowed_schedule,
+                                 "reverse_diffusion": borrowed_sampler})
+    for cell, module in (("test_diffusion_schedule", "schedules"),
+                         ("test_reverse_diffusion", "configurable_ddim")):
+        verdict = verdicts[cell]
+        assert not verdict.passed and verdict.score_fraction == 0.0
+        assert f"imports diffusion_course.{module}" in verdict.message
+        assert "the assignment's functions must be your own code" in verdict.message
+    assert verdicts["test_denoise"].passed
+
+
+def design_space_modules():
+    """The library modules that import schedules.py, parametrizations.py or
+    continuous_samplers.py at their top, directly or through one another (found from their
+    syntax trees): an answer importing them would fail with a bare ImportError if unmasked."""
+    library = Path(diffusion_course.__file__).parent
+    top_imports = {}
+    for path in library.glob("*.py"):
+        imported = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.module == "diffusion_course":
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "diffusion_course."):
+                imported.add(node.module.split(".")[1])
+        top_imports[path.stem] = imported
+    found = {"schedules", "parametrizations", "continuous_samplers"}
+    while True:
+        more = {module for module, imported in top_imports.items() if imported & found}
+        if more <= found:
+            return found
+        found |= more
+
+
+def test_every_design_space_module_is_masked_and_named():
+    library = Path(diffusion_course.__file__).parent
+    # the multistep weights import nothing of the library, but are the sampler's coefficients
+    expected = design_space_modules() | {"multistep_weights"}
+    assert {"configurable_ddim", "sampler_comparison", "design_grid"} <= expected
+    assert set(FORBIDDEN_MODULES) == expected
+    masked = {path.resolve() for path in forbidden_paths()}
+    assert {(library / f"{module}.py").resolve() for module in expected} <= masked
+    for module in expected:
+        assert forbidden_imports(f"from diffusion_course import {module}") == [
+            f"diffusion_course.{module}"]
 
 
 # ---- the runner's result: a pipe the judge owns, read with caps ---------------------------------

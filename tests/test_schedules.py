@@ -1,4 +1,9 @@
-"""The noise schedules against the closed forms of the formulas note, in float64 numpy."""
+"""The noise schedules against the closed forms of their source, in float64 numpy.
+
+The seven log-SNR schedules are transcribed from the extended DDIM codebase's definitions:
+beresandras/clear-diffusion-keras, schedule.py (commit 37378af), the `get_noise_powers` of each
+schedule class. The assignment's cosine comes from the Keras DDIM text (`diffusion_schedule`).
+"""
 
 import math
 
@@ -15,22 +20,24 @@ LOG_SNR_BOUNDS = [(2.5, -7.5), (5.0, -5.0), (1.0, -2.0)]
 
 
 def noise_power_closed_form(name, t, start_log_snr, end_log_snr):
-    """p(t) = noise_rate², written out from the table of ../shared/notes/formulas.md."""
-    p_s, p_e = 1 / (1 + np.exp(start_log_snr)), 1 / (1 + np.exp(end_log_snr))
-    if name == "linear":
+    """p(t) = noise_rate², as clear-diffusion-keras's schedule.py computes it (commit 37378af):
+    start_snr = e^start_log_snr, start_noise_power = 1/(1 + start_snr), and so for the end."""
+    start_snr, end_snr = np.exp(start_log_snr), np.exp(end_log_snr)
+    p_s, p_e = 1 / (1 + start_snr), 1 / (1 + end_snr)
+    if name == "linear":  # LinearSchedule
         return p_s + t * (p_e - p_s)
-    if name == "cosine":
-        b_s, b_e = np.arcsin(np.sqrt(p_s)), np.arcsin(np.sqrt(p_e))
-        return np.sin(b_s + t * (b_e - b_s)) ** 2
-    if name == "log-snr-linear":
-        return 1 / (1 + np.exp(start_log_snr + t * (end_log_snr - start_log_snr)))
-    if name == "log-noise-linear":
+    if name == "cosine":  # CosineSchedule
+        start_angle, end_angle = np.arcsin(p_s**0.5), np.arcsin(p_e**0.5)
+        return np.sin(start_angle + t * (end_angle - start_angle)) ** 2
+    if name == "log-snr-linear":  # LogSNRLinearSchedule
+        return start_snr**t / (start_snr * end_snr**t + start_snr**t)
+    if name == "log-noise-linear":  # LogNoiseLinearSchedule
         return p_s * (p_e / p_s) ** t
-    if name == "log-signal-linear":
+    if name == "log-signal-linear":  # LogSignalLinearSchedule
         return 1 - (1 - p_s) * ((1 - p_e) / (1 - p_s)) ** t
-    if name == "noise-step-linear":
-        return p_s * (p_e / p_s) ** (t**2)
-    if name == "signal-step-linear":
+    if name == "noise-step-linear":  # NoiseStepLinearSchedule
+        return p_e * (p_s / p_e) ** ((1 - t) ** 2)
+    if name == "signal-step-linear":  # SignalStepLinearSchedule
         return 1 - (1 - p_s) * ((1 - p_e) / (1 - p_s)) ** (t**2)
     raise AssertionError(name)
 
@@ -57,6 +64,17 @@ def test_schedules_match_their_closed_forms(name, bounds):
     log_snrs = np.log(signal_rates**2 / noise_rates**2)
     np.testing.assert_allclose(log_snrs[[0, -1]], bounds, atol=1e-9)
     assert np.all(np.diff(noise_rates) > 0)
+
+
+def test_noise_step_linear_is_not_its_mirror_image():
+    """An earlier version computed p_s·(p_e/p_s)^(t²): the same ends, the opposite shape. The
+    source's noise power grows fast at first: its next-step ratio is largest at t = 0."""
+    noise_rates, _ = make_schedule("noise-step-linear").rates(TIMES)
+    p_s, p_e = 1 / (1 + np.exp(2.5)), 1 / (1 + np.exp(-7.5))
+    mirrored = p_s * (p_e / p_s) ** (TIMES**2)
+    assert np.max(np.abs(np.asarray(noise_rates) ** 2 - mirrored)) > 0.1
+    step_ratios = np.diff(np.log(np.asarray(noise_rates) ** 2))
+    assert np.all(np.diff(step_ratios) < 0)
 
 
 @pytest.mark.parametrize("bounds", [(0.02, 0.95), (0.1, 1.0), (0.5, 0.6)])
