@@ -17,11 +17,13 @@ LIBRARY = "diffusion_course"
 # The design space, as paths inside the library (a folder stands for everything in it).
 # schedules.py has the assignment's schedule (AssignmentCosineSchedule), parametrizations.py
 # its denoise formula, continuous_samplers.py its DDIM loop and configurable_ddim.py all three;
-# the others use them: the sampler comparison, the design grid and the TA command line.
+# the others use them: the multistep samplers' weights, the sampler comparison, the design grid
+# and the TA command line (with the reference checkpoints' training fingerprint).
 DESIGN_SPACE_MODULES = (
-    "schedules.py", "parametrizations.py", "continuous_samplers.py", "configurable_ddim.py",
-    "sampler_comparison.py", "design_grid.py", "cli", "__main__.py", "references.py",
-    "reference_archives.py", "model_card.py", "training_state.py", "runtime.py",
+    "schedules.py", "parametrizations.py", "continuous_samplers.py", "multistep_weights.py",
+    "configurable_ddim.py", "sampler_comparison.py", "design_grid.py", "cli", "__main__.py",
+    "references.py", "training_fingerprint.py", "reference_archives.py", "model_card.py",
+    "training_state.py", "runtime.py",
 )
 
 # the pinned packages (requirements.txt) that the student part and its notebooks need; the
