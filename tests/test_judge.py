@@ -7,6 +7,7 @@ by the whole module. Submissions whose failed functions are replaced by the refe
 exactly the reference, so their training verdict reuses that run.
 """
 
+import copy
 import io
 import json
 import os
@@ -21,8 +22,18 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+import traitlets.config
+from nbgrader.api import Gradebook
+from nbgrader.nbgraderformat.common import SchemaTooOldError
+from nbgrader.preprocessors import ClearSolutions, ComputeChecksums, LockCells, SaveCells
 
-from autograder import GRADER_ERROR_FILE, VERDICTS_FILE, records_folder, sample_submissions
+from autograder import (
+    GRADER_ERROR_FILE,
+    VERDICTS_FILE,
+    honest_styles,
+    records_folder,
+    sample_submissions,
+)
 from autograder.errors import GraderError
 from autograder.grader_state.cache import MetricsCache
 from autograder.judge import grade
@@ -32,7 +43,7 @@ from autograder.mistakes import (
     unanswered_submission,
 )
 from autograder.reference import setup_source, solution_sources
-from autograder.runner import launch, probes
+from autograder.runner import ipython_cells, launch, probes
 from autograder.runner.channel import ArrayStore, MalformedMessage, read_message, write_message
 from autograder.submission import (
     UnreadableSubmission,
@@ -267,11 +278,14 @@ def test_function_programs_run_the_students_extra_cells_before_each_answer():
     # after test_denoise: visible to reverse_diffusion only
     notebook.cells.insert(7, _cell("code", "STEPS = 3"))
     programs = function_programs(notebook, FUNCTION_NAMES)
-    assert [cell["own"] for cell in programs["diffusion_schedule"]] == [False, True]
-    assert programs["diffusion_schedule"][0]["source"] == HELPER_CELL
-    assert [cell["source"] for cell in programs["reverse_diffusion"]][:2] == [HELPER_CELL,
-                                                                              "STEPS = 3"]
+    # the release's locked setup cell comes first, as in the notebook; test cells are not run
+    assert [(cell.get("release", False), cell["own"]) for cell in
+            programs["diffusion_schedule"]] == [(True, False), (False, False), (False, True)]
+    assert programs["diffusion_schedule"][1]["source"] == HELPER_CELL
+    assert [cell["source"] for cell in programs["reverse_diffusion"]
+            if not cell["own"] and not cell.get("release")] == [HELPER_CELL, "STEPS = 3"]
     assert programs["reverse_diffusion"][-1]["own"]
+    assert [cell["index"] for cell in programs["reverse_diffusion"]] == [0, 1, 7, 8]
 
 
 def test_a_copied_answer_cell_or_a_lost_grade_id_becomes_a_plain_student_cell():
@@ -283,11 +297,15 @@ def test_a_copied_answer_cell_or_a_lost_grade_id_becomes_a_plain_student_cell():
     notebook.cells[3:3] = [copy, lost, unknown]
     known = {"setup", *(f"answer_{name}" for name in FUNCTION_NAMES), *TEST_CELLS.values()}
     normalised = normalise_cells(notebook, known)
-    assert "nbgrader" not in normalised.cells[4].metadata
-    assert "nbgrader" not in normalised.cells[5].metadata
-    # nbgrader's DeduplicateIds keeps the last copy; the judge runs both, in order
-    assert [cell["source"] for cell in function_programs(normalised, FUNCTION_NAMES)["denoise"]
-            if cell["own"]] == [copy.source, solution_sources()["denoise"]]
+    # the copy's metadata goes (the last copy keeps it, as nbgrader's DeduplicateIds would):
+    # nothing is left for DeduplicateIds to empty into {}, which crashed add_missing_task_cells
+    assert [("nbgrader" in cell.metadata) for cell in normalised.cells[3:7]] == [
+        False, False, False, True]
+    # the judge runs both, in order: the draft as an extra cell, then the final answer
+    program = function_programs(normalised, FUNCTION_NAMES)["denoise"]
+    assert [(cell["source"], cell["own"]) for cell in program if not cell.get("release")][
+        -4:] == [(copy.source, False), ("x = 1", False), ("y = 2", False),
+                 (solution_sources()["denoise"], True)]
 
 
 def test_byte_order_marks_crlf_and_classic_notebooks_are_read_and_old_formats_refused():
@@ -299,7 +317,7 @@ def test_byte_order_marks_crlf_and_classic_notebooks_are_read_and_old_formats_re
     notebook.cells[1].outputs = [nbformat.v4.new_output("stream", text="old output\n")]
     text = "\ufeff" + nbformat.writes(notebook).replace("\n", "\r\n")
     read = read_notebook_text(text)
-    assert function_programs(read, FUNCTION_NAMES)["denoise"][0]["source"] == (
+    assert function_programs(read, FUNCTION_NAMES)["denoise"][-1]["source"] == (
         solution_sources()["denoise"])
     version_3 = json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [],
                             "metadata": {}})
@@ -516,3 +534,106 @@ def test_the_judge_never_imports_tensorflow_datasets():
                             cwd=REPO_ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
+
+
+# ---- issue 19: the cells run as IPython ran them, with the release's names, once each --------
+
+
+def nbgrader_sanitize_chain(skip=()):
+    """nbgrader_config.py's sanitize preprocessors, read from the file nbgrader reads."""
+    config = traitlets.config.Config()
+    environment = dict(os.environ)  # the configuration sets nbgrader's variables: not ours
+    try:
+        path = REPO_ROOT / "nbgrader_config.py"
+        exec(compile(path.read_text(), str(path), "exec"),
+             {"get_config": lambda: config, "__file__": str(path)})
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+    return [cls for cls in config.Autograde.sanitize_preprocessors if cls.__name__ not in skip]
+
+
+@pytest.fixture(scope="module")
+def nbgrader_sanitize(tmp_path_factory):
+    """Runs nbgrader_config.py's sanitize preprocessors on a notebook, against a gradebook made
+    from the instructor's notebook as `nbgrader generate_assignment` makes it: what `nbgrader
+    autograde` does to a submission before it runs it, without running it."""
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('gradebook') / 'gradebook.db'}"
+    with Gradebook(db_url, course_id="default_course") as gradebook:
+        gradebook.update_or_create_assignment("ddim")
+    resources = {"nbgrader": {"db_url": db_url, "assignment": "ddim", "notebook": "ddim"}}
+    source = nbformat.read(REPO_ROOT / "solutions" / "ddim" / "ddim.ipynb", as_version=4)
+    for preprocessor in (LockCells, ClearSolutions, ComputeChecksums, SaveCells):
+        source, _ = preprocessor().preprocess(source, resources)
+
+    def sanitize(notebook, skip=()):
+        for preprocessor in nbgrader_sanitize_chain(skip):
+            notebook, _ = preprocessor().preprocess(notebook, copy.deepcopy(resources))
+        return notebook
+
+    return sanitize
+
+
+def test_nbgrader_alone_loses_a_submission_with_a_copied_answer_cell(nbgrader_sanitize):
+    """jupyter/nbgrader#1083: DeduplicateIds empties the draft's metadata to {}, and the next
+    preprocessors read its grade_id. NormaliseCells is what keeps the submission."""
+    text = (sample_submissions.SUBMISSIONS / "honest-copied-cells" / "ddim.ipynb").read_text()
+    with pytest.raises((KeyError, SchemaTooOldError)):
+        nbgrader_sanitize(read_notebook_text(text), skip={"NormaliseCells"})
+    notebook = nbgrader_sanitize(read_notebook_text(text))
+    grade_ids = [cell.metadata.get("nbgrader", {}).get("grade_id") for cell in notebook.cells]
+    # the final answer and the copied test cell keep their roles; the draft is the student's
+    assert grade_ids.count("answer_denoise") == grade_ids.count("test_diffusion_schedule") == 1
+
+
+@pytest.mark.parametrize("sample", honest_styles.STYLES)
+def test_every_honest_style_gets_full_marks(grade_submission, nbgrader_sanitize, sample):
+    assert sample in sample_submissions.JUDGE_LEVEL_SAMPLES
+    notebook = read_notebook_text(
+        (sample_submissions.SUBMISSIONS / sample / sample_submissions.NOTEBOOK).read_text())
+    if sample == "honest-copied-cells":  # its point is nbgrader's handling of the copies
+        notebook = nbgrader_sanitize(notebook)
+    verdicts = grade_submission(function_programs(notebook, FUNCTION_NAMES))
+    for cell, verdict in verdicts.items():
+        assert verdict.passed and verdict.score_fraction == 1.0, (cell, verdict.message)
+    assert points(verdicts) == sample_submissions.EXPECTED_SCORES[sample]
+    messages = "".join(verdict.message for verdict in verdicts.values())
+    if sample == "honest-magics-and-shell-escapes":  # said once, not once per function
+        assert messages.count("shell commands are not run by the grader") == 1
+
+
+COUNTED_CELL = """%matplotlib inline
+!echo this line is not run
+%time SCALE = 1.0
+with open("cell-runs.txt", "a") as runs:
+    runs.write(f"{config.min_signal_rate} {SEED}\\n")
+"""
+
+
+def test_extra_cells_run_once_per_runner_with_the_releases_names(tmp_path):
+    """The units and the training of one runner share one pass over the notebook's cells: the
+    cell's counter file, read after the run, has one line, written with the release's config
+    (in grading mode: the quick profile) and SEED."""
+    notebook = honest_notebook(solution_sources())
+    release = json.loads(sample_submissions.RELEASE.read_text())
+    release_cells = [cell for cell in release["cells"] if cell["metadata"]["nbgrader"][
+        "grade_id"] in ("hyperparameters",)]
+    notebook.cells[1:1] = [nbformat.from_dict(cell) for cell in release_cells]
+    notebook.cells.insert(2, _cell("code", COUNTED_CELL))
+    programs = function_programs(notebook, FUNCTION_NAMES)
+    config = DDIMConfig.from_profile("quick")
+    request = {"config": config.to_dict(), "preamble": setup_source(), "programs": programs,
+               "training": {"config": config.to_dict(), "programs": programs, "seed": 0,
+                            "steps": 2, "num_train_images": 2 * config.batch_size,
+                            "images_seed": 0}}
+    run = launch.RunnerProcess(request, "units run", 300, tmp_path)
+    try:
+        units = run.wait_for("units")
+        assert run.wait_for("training")["completed"] is True
+    finally:
+        run.cancel()
+    assert not units["definition_errors"]
+    notes = [note for name in FUNCTION_NAMES for note in units["notes"][name]]
+    assert {note.get("remark") for note in notes} == {ipython_cells.SHELL_NOTE}, notes
+    counter = next(tmp_path.glob("runner-*/work/cell-runs.txt")).read_text()
+    assert counter == f"{config.min_signal_rate} 42\n"
