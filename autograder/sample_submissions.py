@@ -160,7 +160,7 @@ JUDGE_LEVEL_SAMPLES = [*(f"mistake-{name.replace('_', '-')}" for name in MISTAKE
                        *honest_styles.STYLES]
 EXPECTED_FAILURES = {
     "broken-kernel-exit": "autograding failed",
-    "broken-invalid-json": "autograding failed",
+    "broken-invalid-json": "the notebook is not valid JSON",
     "broken-renamed-file": "was the file renamed?",
     "broken-endless-loop": "did not finish in time",
     "bomb-memory": "memory limit 2 GiB exceeded in the notebook's kernel",

@@ -245,8 +245,15 @@ def test_no_attack_leaves_anything_behind(demo):
 def test_the_demo_writes_exports_feedback_and_an_untampered_gradebook(demo):
     out, rows, stdout, _, _ = demo
     exported = list(csv.DictReader(open(out / "grades.csv")))
-    # every student, but the one whose name nbgrader's CSV cannot hold (it has its row above)
-    assert {row["student_id"] for row in exported} == set(rows) - {"two\nlines"}
+    # every graded student; nbgrader's export would give each failed one 0.0, so they are left
+    # out and listed beside it with their reason (a name with a newline included)
+    ungraded = {student for student, row in rows.items() if row["total (of 15)"] == "-"}
+    assert ungraded >= {"broken-invalid-json", "two\nlines"}
+    assert {row["student_id"] for row in exported} == set(rows) - ungraded
+    left_out = {row["student"]: row["status"]
+                for row in csv.DictReader(open(out / "grades_left_out.csv"))}
+    assert left_out == {student: rows[student]["status"] for student in ungraded}
+    assert "not valid JSON" in left_out["broken-invalid-json"]
     assert (out / "feedback" / "correct" / "ddim" / "ddim.html").exists()
     scan = (out / "scan_report.md").read_text()
     assert "FLAGGED" in scan and "'two\\nlines'" in scan

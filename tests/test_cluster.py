@@ -22,7 +22,8 @@ from autograder.cluster.status import class_status
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = REPO_ROOT / "scripts" / "services"
 # one that nbgrader fails, one attack, one that is graded twice (its first task cancelled)
-STUDENTS = ["broken-invalid-json", "cheat-reads-solutions", "correct"]
+STUDENTS = ["broken-invalid-json", "cheat-reads-solutions", "correct",
+            "cheat-symlinks-solution"]  # the last is refused while it is copied in
 VICTIM = "correct"  # its task is cancelled midway, then re-submitted
 LOCK_ERRORS = ("database is locked", "deadlock detected", "could not serialize",
                "UniqueViolation", "IntegrityError")
@@ -118,11 +119,15 @@ def graded_class(servers, tmp_path_factory):
     """Three students through the job array; the victim's task cancelled midway, re-submitted."""
     submissions = tmp_path_factory.mktemp("submissions")
     for student in STUDENTS:
-        shutil.copytree(sample_submissions.SUBMISSIONS / student, submissions / student)
+        shutil.copytree(sample_submissions.SUBMISSIONS / student, submissions / student,
+                        symlinks=True)
     course = tmp_path_factory.mktemp("cluster") / "course"
     started = time.perf_counter()
-    cluster("submit", "--course", str(course), "--submissions", str(submissions),
-            "--max-parallel", "2")
+    submitted = cluster("submit", "--course", str(course), "--submissions", str(submissions),
+                        "--max-parallel", "2")
+    # the refused folder is named at once, with its reason, not first in `status`
+    assert "Refused, not submitted (1 folder(s)): 'cheat-symlinks-solution': " in submitted
+    assert "ddim.ipynb is a symbolic link" in submitted
 
     def victim_running():
         record = records.read_task(course, VICTIM)
@@ -200,10 +205,18 @@ def test_the_job_array_gives_the_local_grades(graded_class):
         assert got == {cell: float(points) for cell, points in expected.items()}, student
     with open(course / "failures.csv") as failures:
         failed = {row["student"]: row for row in csv.DictReader(failures)}
-    assert set(failed) == {"broken-invalid-json"}
+    assert set(failed) == {"broken-invalid-json", "cheat-symlinks-solution"}
     assert failed["broken-invalid-json"]["state"] == "done"  # graded: the student's fault
-    exported = (course / "grades.csv").read_text()
-    assert all(student in exported for student in STUDENTS)
+    # the reason itself, in every file, not "see the log"
+    assert "the notebook is not valid JSON" in failed["broken-invalid-json"]["reason"]
+    # nbgrader's export gives a failed student 0.0: they are left out of it, listed beside it
+    with open(course / "grades.csv") as exported:
+        assert {row["student_id"] for row in csv.DictReader(exported)} == {
+            "cheat-reads-solutions", "correct"}
+    with open(course / "grades_left_out.csv") as left_out:
+        reasons = {row["student"]: row["status"] for row in csv.DictReader(left_out)}
+    assert set(reasons) == {"broken-invalid-json", "cheat-symlinks-solution"}
+    assert "not valid JSON" in reasons["broken-invalid-json"]
     assert (course / "feedback" / "correct" / "ddim" / "ddim.html").exists()
 
 
