@@ -35,6 +35,7 @@ from autograder.feedback import StudentFeedback  # noqa: E402
 from autograder.hidden_tests import RestoreHiddenTests  # noqa: E402
 from autograder.sandbox.kernel import PrivateExecute  # noqa: E402
 from autograder.submission import NormaliseCells, SubmissionExporter  # noqa: E402
+from autograder.ungraded_cells import RestoreUngradedCells, StubUngradedCells  # noqa: E402
 from autograder.verdict import ExternalVerdict, StartVerdict  # noqa: E402
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
@@ -121,10 +122,13 @@ c.SimilarityReport.solution_threshold = 0.8
 
 # The hidden tests: StartVerdict starts the judge on the student's cells (in sandboxed runner
 # processes, beside the kernel); ExternalVerdict replaces each graded test cell's outputs with
-# its verdict, which the kernel cannot forge.
+# its verdict, which the kernel cannot forge. The kernel skips the release's training, curves
+# and generation cells, which grade nothing (autograder/ungraded_cells.py).
 c.Autograde.autograde_preprocessors = [
     StartVerdict,
+    StubUngradedCells,
     PrivateExecute,
+    RestoreUngradedCells,
     IgnorePattern,
     ExternalVerdict,
     ClearMetadataPreprocessor,

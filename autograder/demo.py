@@ -219,18 +219,20 @@ def grade_class(out, submissions, students, arguments):
     for student in missing:
         results[student] = {"student": student, "status": "not graded", "graded": False,
                             "reason": "the run was interrupted", "seconds": 0.0}
-    report.write_reports(out, [results[student] for student in students],
-                         gradebook.db_url(out))
+    header, rows = report.write_reports(out, [results[student] for student in students],
+                                        gradebook.db_url(out))
     print(similarity_report.write_similarity_report(out, submissions))
     scan = scanner.scan_folder(submissions)
     (out / "scan_report.md").write_text(scanner.format_report(scan))
     flagged = [student for student, findings in scan.items() if findings]
     print(f"Scanner: {len(flagged)} submission(s) flagged for manual review: "
           f"{', '.join(map(repr, flagged)) or 'none'} (see scan_report.md)")
-    nbgrader("export", f"--to={out / 'grades.csv'}", course_root=out)
+    report.export_grades(out, header, rows,
+                         lambda path: nbgrader("export", f"--to={path}", course_root=out))
     run_nbgrader(["generate_feedback", ASSIGNMENT, "--force"], out)
-    print(f"Wrote {out / 'grade_table.csv'} (per cell), {out / 'grades.csv'} (nbgrader's "
-          f"export), feedback in {out / 'feedback'}.")
+    print(f"Wrote {out / 'grade_table.csv'} (per cell), {out / report.GRADES_CSV} (nbgrader's "
+          f"export of the graded students), {out / report.LEFT_OUT_CSV}, feedback in "
+          f"{out / 'feedback'}.")
     seconds = [result["seconds"] for result in finished.values()]
     if seconds:
         print(f"Wall time per submission: mean {sum(seconds) / len(seconds):.1f} s, "

@@ -110,12 +110,16 @@ def starved_cell(cells):
 
 
 KERNEL_LIMIT = re.compile(r"Kernel died: (\w[\w ]* limit .+ exceeded)")
+# submission.read_notebook_text's reason why a notebook cannot be graded (invalid JSON, ...)
+UNREADABLE = re.compile(r"UnreadableSubmission: (.+)")
 
 
 def student_failure(course_root, student, log):
     """Why a submission failed as a whole, or timed out in a cell; None when it did not."""
     autograded = Path(course_root) / "autograded" / student / ASSIGNMENT / NOTEBOOK
     if not autograded.exists():
+        if unreadable := UNREADABLE.search(log):
+            return unreadable.group(1).strip()
         errors = [line.strip() for line in log.splitlines()
                   if "[ERROR]" in line or "Error" in line]
         for line in reversed(errors):

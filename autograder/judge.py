@@ -34,6 +34,7 @@ from autograder.grader_state.cache import default_cache_dir
 from autograder.grader_state.evaluation import TRAIN_IMAGES_SEED, Evaluator, UnusableWeights
 from autograder.reference import setup_source, solution_sources
 from autograder.runner.launch import RunnerFailure, RunnerProcess
+from autograder.runner.notebook_pass import what_runs
 from autograder.runner.stand_ins import FUNCTION_NAMES
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
 from autograder.verdicts.checks import Unusable, Verdict, error_text
@@ -88,7 +89,7 @@ atexit.register(lambda: [session.close() for session in list(_Session.live)])
 
 
 class _TrainingRuns:
-    """Training runs keyed by what they train (preamble and programs).
+    """Training runs keyed by what they train (preamble and `what_runs(programs)`).
 
     The runs are deterministic, so each is run at most once and its metrics are cached: the
     reference run, and any submission whose training programs equal one trained before (every
@@ -103,7 +104,8 @@ class _TrainingRuns:
 
     @staticmethod
     def _run(preamble, programs):
-        return {"kind": "trained", "preamble": preamble, "programs": programs}
+        return {"kind": "trained", "preamble": preamble,
+                "programs": what_runs(preamble, programs)}
 
     def _key(self, preamble, programs):
         return json.dumps(self._run(preamble, programs), sort_keys=True)

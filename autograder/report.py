@@ -127,6 +127,36 @@ def write_reports(course_root, results, db_url):
     return header, rows
 
 
+GRADES_CSV = "grades.csv"
+LEFT_OUT_CSV = "grades_left_out.csv"
+
+
+def export_grades(course_root, header, rows, export):
+    """nbgrader's CSV export, the file an instructor uploads to an LMS, without the students who
+    could not be graded: nbgrader would give each of them 0.0, a failure that reads as a grade.
+    They are listed beside it, in LEFT_OUT_CSV, with the reason. `export(path)` writes nbgrader's
+    export there; `header` and `rows` are the grade table's. Returns the students left out."""
+    course_root = Path(course_root)
+    total = next(index for index, name in enumerate(header) if name.startswith("total"))
+    left_out = {row[0]: row[-1] for row in rows if row[total] == "-"}
+    full_export = course_root / f".{GRADES_CSV}.nbgrader"
+    export(full_export)
+    with open(full_export, newline="") as file:
+        exported = list(csv.reader(file))
+    student_column = exported[0].index("student_id")
+    with open(course_root / GRADES_CSV, "w", newline="") as file:
+        csv.writer(file).writerows(
+            [exported[0], *[row for row in exported[1:] if row[student_column] not in left_out]])
+    with open(course_root / LEFT_OUT_CSV, "w", newline="") as file:
+        csv.writer(file).writerows([["student", "status"], *left_out.items()])
+    full_export.unlink()
+    if left_out:
+        print(f"{GRADES_CSV} leaves out {len(left_out)} student(s) who could not be graded "
+              f"(nbgrader would give them 0.0); they are listed with the reason in "
+              f"{LEFT_OUT_CSV}: {', '.join(map(repr, left_out))}")
+    return list(left_out)
+
+
 def read_results(course_root, students):
     """{student: result} of the students of this run that have one (see grade_student.py)."""
     results = {}

@@ -19,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from autograder import honest_styles
 from autograder.attacks import ATTACKS
 from autograder.mistakes import MISTAKES, mistaken_submission, unanswered_submission
 from autograder.reference import FUNCTION_NAMES, solution_sources
@@ -133,6 +134,7 @@ SPECIAL_FILE_SAMPLES = ["cheat-hard-links-solution", "broken-fifo-notebook"]
 EXPECTED_SCORES = {
     "correct": FULL,
     **{name: FULL for name in HONEST_STYLES},
+    **{name: FULL for name in honest_styles.STYLES},
     **{name: FULL for name in SIMILARITY_SAMPLES},  # copies earn full marks; the report says
     "untouched": NOTHING,
     **{f"mistake-{name.replace('_', '-')}": _all_but(f"test_{mistake.function}")
@@ -157,10 +159,10 @@ EXPECTED_SCORES = {
 # notebook run each would add only minutes. `python -m autograder.demo` grades them all.
 JUDGE_LEVEL_SAMPLES = [*(f"mistake-{name.replace('_', '-')}" for name in MISTAKES),
                        "honest-helpers-in-extra-cell", "honest-windows-line-endings",
-                       *SIMILARITY_SAMPLES]
+                       *honest_styles.STYLES, *SIMILARITY_SAMPLES]
 EXPECTED_FAILURES = {
     "broken-kernel-exit": "autograding failed",
-    "broken-invalid-json": "autograding failed",
+    "broken-invalid-json": "the notebook is not valid JSON",
     "broken-renamed-file": "was the file renamed?",
     "broken-endless-loop": "did not finish in time",
     "bomb-memory": "memory limit 2 GiB exceeded in the notebook's kernel",
@@ -237,6 +239,9 @@ def _write_honest_styles(target, solution):
     _write(target, "honest-byte-order-mark", "\ufeff" + _text(_notebook_with(solution)))
     _write(target, "honest-classic-notebook", _classic(_notebook_with(solution)))
     _write(target, "honest-jupyterlab", _jupyterlab(_notebook_with(solution)))
+    release = json.loads(RELEASE.read_text())
+    for student, notebook in honest_styles.notebooks(_notebook_with, solution, release).items():
+        _write(target, student, notebook)
 
 
 def _write_links(target, solution):

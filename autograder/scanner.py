@@ -10,6 +10,8 @@ import re
 import stat
 from pathlib import Path
 
+from autograder.collect import MAX_NOTEBOOK_BYTES
+
 SUSPICIOUS = {
     "patches numpy's assertions": r"(np|numpy)\.testing\.\w+\s*=|assert_\w+\s*=\s*lambda",
     "touches the autograder or nbgrader": r"\bautograder\b|\bnbgrader\b|gradebook",
@@ -31,12 +33,15 @@ SHADOWS = re.compile(r"(^|/)(numpy|keras|tensorflow|autograder|diffusion_course|
 SHADOWS_REASON = "ships a file that shadows a package or hooks imports"
 REFUSED = "refused: trusted code does not follow or copy it"
 PATTERNS = {reason: re.compile(pattern) for reason, pattern in SUSPICIOUS.items()}
-MAX_SCANNED_BYTES = 2**20  # a larger file is reported, not read
+# a notebook is scanned whole, up to the size the grader takes (its saved plots make it large;
+# only its code cells are scanned); of any other file, which is never graded, the first MiB
+MAX_OTHER_FILE_BYTES = 2**20
 NO_NOTEBOOK = "is not a readable notebook"
 
 
-def _read(path):
-    """(text, None) of a regular file, never through a link; (None, why) otherwise."""
+def _read(path, limit, whole=True):
+    """(text, None) of a regular file, never through a link (its first `limit` bytes unless
+    `whole`); (None, why) otherwise."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as error:
@@ -44,10 +49,10 @@ def _read(path):
     with os.fdopen(descriptor, "rb") as file:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             return None, "is not a regular file"
-        data = file.read(MAX_SCANNED_BYTES + 1)
-    if len(data) > MAX_SCANNED_BYTES:
-        return None, f"is over {MAX_SCANNED_BYTES} bytes, not scanned"
-    return data.decode("utf-8", errors="replace"), None
+        data = file.read(limit + 1)
+    if whole and len(data) > limit:
+        return None, f"is over {limit} bytes, the most the grader takes (it is not graded)"
+    return data[:limit].decode("utf-8", errors="replace"), None
 
 
 def _scan_lines(label, text):
@@ -105,17 +110,20 @@ def scan_submission(folder):
             elif info.st_nlink > 1:
                 findings.append((label, REFUSED, f"a hard link ({info.st_nlink} names)"))
             else:
-                text, problem = _read(path)
-                if problem is not None:
-                    findings.append((label, "could not be scanned", problem))
-                elif name.endswith(".ipynb"):
-                    findings.extend((f"{label}: {cell}", reason, line)
-                                    for cell, reason, line in scan_notebook_text(text))
-                else:
-                    findings.extend(_scan_lines(label, text))
+                findings.extend(_scan_file(path, label))
         subfolders[:] = [name for name in subfolders
                          if not (Path(directory) / name).is_symlink()]
     return findings
+
+
+def _scan_file(path, label):
+    if not path.name.endswith(".ipynb"):
+        text, problem = _read(path, MAX_OTHER_FILE_BYTES, whole=False)
+        return [(label, "could not be scanned", problem)] if problem else _scan_lines(label, text)
+    text, problem = _read(path, MAX_NOTEBOOK_BYTES)
+    if problem is not None:
+        return [(label, "could not be scanned", problem)]
+    return [(f"{label}: {cell}", reason, line) for cell, reason, line in scan_notebook_text(text)]
 
 
 def scan_folder(submissions):

@@ -69,9 +69,12 @@ def _nbgrader(cell):
 class NormaliseCells(NbGraderPreprocessor):
     """Makes every cell whose nbgrader metadata nbgrader cannot use a plain student cell.
 
-    That is a cell that claims an nbgrader role but has no grade_id, or a grade_id that the
-    release does not have. Duplicates of release cells are left to nbgrader's DeduplicateIds,
-    which keeps the last copy. Runs before nbgrader's own sanitizing preprocessors.
+    That is a cell that claims an nbgrader role but has no grade_id, a grade_id that the release
+    does not have, or a grade_id that a later cell has too (a cell copied in Jupyter keeps its
+    metadata). nbgrader's DeduplicateIds would keep the last copy too, but it empties the others'
+    metadata to {}, and OverwriteCells' add_missing_task_cells then reads their grade_id:
+    KeyError: 'grade_id', the whole submission lost (jupyter/nbgrader#1083). Runs before
+    nbgrader's own sanitizing preprocessors, so DeduplicateIds finds nothing left to do.
     """
 
     def preprocess(self, nb, resources):
@@ -83,11 +86,17 @@ class NormaliseCells(NbGraderPreprocessor):
 
 
 def normalise_cells(notebook, known_grade_ids):
-    """Drops the nbgrader metadata of every cell whose grade_id is missing or unknown."""
-    for cell in notebook.cells:
+    """Drops the nbgrader metadata of every cell whose grade_id is missing or unknown, and of
+    every copy but the last of a grade_id (the one nbgrader's DeduplicateIds keeps)."""
+    seen = set()
+    for cell in reversed(notebook.cells):
         metadata = _nbgrader(cell)
-        if metadata is not None and metadata.get("grade_id") not in known_grade_ids:
+        if metadata is None:
+            continue
+        grade_id = metadata.get("grade_id")
+        if grade_id not in known_grade_ids or grade_id in seen:
             del cell.metadata["nbgrader"]
+        seen.add(grade_id)
     return notebook
 
 
@@ -113,10 +122,14 @@ def written_cells(notebook):
 
 
 def function_programs(notebook, function_names):
-    """{name: [cell]} for the judge: the student's extra code cells up to the function's test
-    cell, and the function's answer cell(s), in notebook order (see runner/recording.py)."""
+    """{name: [cell]} for the judge: every code cell up to the function's test cell that the
+    kernel ran before it, in notebook order (see runner/notebook_pass.py): the release's locked
+    cells ("release"), the student's extra cells, and the function's answer cell(s) ("own").
+    Graded test cells, and a student's copies of them, are not run: they only self-check."""
     cells = notebook["cells"]
     grade_ids = [(_nbgrader(cell) or {}).get("grade_id") for cell in cells]
+    self_checks = {cell_source(cell).strip() for cell in cells
+                   if (_nbgrader(cell) or {}).get("grade") and cell.get("cell_type") == "code"}
     programs = {}
     for name in function_names:
         answer_id, test_id = f"answer_{name}", TEST_CELLS[name]
@@ -125,12 +138,19 @@ def function_programs(notebook, function_names):
         end = tests[0] if tests else (answers[-1] + 1 if answers else 0)
         program = []
         for index, cell in enumerate(cells):
-            source = cell_source(cell)
+            source, metadata = cell_source(cell), _nbgrader(cell)
             if index in answers:
-                program.append({"label": f"{name} cell", "source": source, "own": True})
-            elif (index < end and cell.get("cell_type") == "code"
-                  and _nbgrader(cell) is None and source.strip()):
+                program.append({"label": f"{name} cell", "source": source, "own": True,
+                                "index": index})
+            elif (index >= end or cell.get("cell_type") != "code" or not source.strip()
+                  or source.strip() in self_checks):
+                continue
+            elif metadata is None:
                 program.append({"label": f"extra cell (cell {index + 1} of the notebook)",
-                                "source": source, "own": False})
+                                "source": source, "own": False, "index": index})
+            elif metadata.get("locked") and not metadata.get("grade"):
+                program.append({"label": f"the release's cell {metadata.get('grade_id')!r}",
+                                "source": source, "own": False, "index": index,
+                                "release": True})
         programs[name] = program if answers else None
     return programs

@@ -245,8 +245,15 @@ def test_no_attack_leaves_anything_behind(demo):
 def test_the_demo_writes_exports_feedback_and_an_untampered_gradebook(demo):
     out, rows, stdout, _, _ = demo
     exported = list(csv.DictReader(open(out / "grades.csv")))
-    # every student, but the one whose name nbgrader's CSV cannot hold (it has its row above)
-    assert {row["student_id"] for row in exported} == set(rows) - {"two\nlines"}
+    # every graded student; nbgrader's export would give each failed one 0.0, so they are left
+    # out and listed beside it with their reason (a name with a newline included)
+    ungraded = {student for student, row in rows.items() if row["total (of 15)"] == "-"}
+    assert ungraded >= {"broken-invalid-json", "two\nlines"}
+    assert {row["student_id"] for row in exported} == set(rows) - ungraded
+    left_out = {row["student"]: row["status"]
+                for row in csv.DictReader(open(out / "grades_left_out.csv"))}
+    assert left_out == {student: rows[student]["status"] for student in ungraded}
+    assert "not valid JSON" in left_out["broken-invalid-json"]
     assert (out / "feedback" / "correct" / "ddim" / "ddim.html").exists()
     scan = (out / "scan_report.md").read_text()
     assert "FLAGGED" in scan and "'two\\nlines'" in scan
@@ -266,8 +273,9 @@ def test_the_demo_writes_exports_feedback_and_an_untampered_gradebook(demo):
 
 
 # the pictures of the release run by nbgrader with correct answers (quick profile, grading mode):
-# training images, schedule, the samples after each of the 2 epochs, loss/KID curves, generated
-RELEASE_PICTURES = 6
+# training images and schedule; the training, curves and generation cells are not run while
+# grading (autograder/ungraded_cells.py): the judge trains the functions itself
+RELEASE_PICTURES = 2
 
 
 @pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
@@ -280,3 +288,8 @@ def test_the_graded_release_and_its_feedback_show_every_picture(demo):
     assert sum("image/png" in output.get("data", {}) for output in outputs) == RELEASE_PICTURES
     feedback = (out / "feedback" / "correct" / "ddim" / "ddim.html").read_text()
     assert feedback.count("data:image/png;base64,") == RELEASE_PICTURES
+    # the training cell shows its own code, and why it did not run
+    (train,) = [cell for cell in autograded.cells if "model.fit(" in cell.source]
+    assert "Not run by the autograder" in "".join(output.get("text", "")
+                                                  for output in train.outputs)
+    assert "Not run by the autograder" in feedback

@@ -23,7 +23,9 @@ from autograder.cluster.status import class_status
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = REPO_ROOT / "scripts" / "services"
 # one that nbgrader fails, one attack, one that is graded twice (its first task cancelled)
-STUDENTS = ["broken-invalid-json", "cheat-reads-solutions", "correct"]
+REFUSED = "cheat-symlinks-solution"  # refused while it is copied in: never a task
+STUDENTS = ["broken-invalid-json", "cheat-reads-solutions", "correct", REFUSED]
+GRADED = [student for student in STUDENTS if student != REFUSED]
 VICTIM = "correct"  # its task is cancelled midway, then re-submitted
 LOCK_ERRORS = ("database is locked", "deadlock detected", "could not serialize",
                "UniqueViolation", "IntegrityError")
@@ -119,11 +121,15 @@ def graded_class(servers, tmp_path_factory):
     """Three students through the job array; the victim's task cancelled midway, re-submitted."""
     submissions = tmp_path_factory.mktemp("submissions")
     for student in STUDENTS:
-        shutil.copytree(sample_submissions.SUBMISSIONS / student, submissions / student)
+        shutil.copytree(sample_submissions.SUBMISSIONS / student, submissions / student,
+                        symlinks=True)
     course = tmp_path_factory.mktemp("cluster") / "course"
     started = time.perf_counter()
-    cluster("submit", "--course", str(course), "--submissions", str(submissions),
-            "--max-parallel", "2")
+    submitted = cluster("submit", "--course", str(course), "--submissions", str(submissions),
+                        "--max-parallel", "2")
+    # the refused folder is named at once, with its reason, not first in `status`
+    assert "Refused, not submitted (1 folder(s)): 'cheat-symlinks-solution': " in submitted
+    assert "ddim.ipynb is a symbolic link" in submitted
 
     def victim_running():
         record = records.read_task(course, VICTIM)
@@ -162,7 +168,7 @@ def test_a_cancelled_task_is_failed_with_slurms_reason(graded_class):
 def test_a_resubmission_grades_only_the_missing_student_and_twice_adds_nothing(graded_class):
     course = graded_class["course"]
     runs = records.runs(course)
-    assert [run["students"] for _, run in runs] == [STUDENTS, [VICTIM]]
+    assert [run["students"] for _, run in runs] == [GRADED, [VICTIM]]
     after = graded_class["after_resubmit"]
     assert {row["state"] for row in after.values()} == {"done"}, after
     assert "Nothing to submit" in graded_class["again"]
@@ -170,7 +176,7 @@ def test_a_resubmission_grades_only_the_missing_student_and_twice_adds_nothing(g
     submissions = gradebook_rows(
         "SELECT student.id, COUNT(*) FROM submitted_assignment JOIN student "
         "ON student.id = submitted_assignment.student_id GROUP BY student.id")
-    assert dict(submissions) == dict.fromkeys(STUDENTS, 1)
+    assert dict(submissions) == dict.fromkeys(GRADED, 1)
     cells_per_student = gradebook_rows(
         "SELECT submitted_assignment.student_id, base_cell.name, COUNT(*) FROM grade "
         "JOIN base_cell ON grade.cell_id = base_cell.id "
@@ -179,9 +185,9 @@ def test_a_resubmission_grades_only_the_missing_student_and_twice_adds_nothing(g
         "GROUP BY submitted_assignment.student_id, base_cell.name")
     graded_cells = len(sample_submissions.POINTS) + 1  # and the written summary
     assert sorted(cells_per_student) == sorted(
-        (student, cell, 1) for student in STUDENTS for cell in
+        (student, cell, 1) for student in GRADED for cell in
         {cell for _, cell, _ in cells_per_student}), cells_per_student
-    assert len(cells_per_student) == graded_cells * len(STUDENTS)
+    assert len(cells_per_student) == graded_cells * len(GRADED)
 
 
 def test_the_job_array_gives_the_local_grades(graded_class):
@@ -201,10 +207,18 @@ def test_the_job_array_gives_the_local_grades(graded_class):
         assert got == {cell: float(points) for cell, points in expected.items()}, student
     with open(course / "failures.csv") as failures:
         failed = {row["student"]: row for row in csv.DictReader(failures)}
-    assert set(failed) == {"broken-invalid-json"}
+    assert set(failed) == {"broken-invalid-json", "cheat-symlinks-solution"}
     assert failed["broken-invalid-json"]["state"] == "done"  # graded: the student's fault
-    exported = (course / "grades.csv").read_text()
-    assert all(student in exported for student in STUDENTS)
+    # the reason itself, in every file, not "see the log"
+    assert "the notebook is not valid JSON" in failed["broken-invalid-json"]["reason"]
+    # nbgrader's export gives a failed student 0.0: they are left out of it, listed beside it
+    with open(course / "grades.csv") as exported:
+        assert {row["student_id"] for row in csv.DictReader(exported)} == {
+            "cheat-reads-solutions", "correct"}
+    with open(course / "grades_left_out.csv") as left_out:
+        reasons = {row["student"]: row["status"] for row in csv.DictReader(left_out)}
+    assert set(reasons) == {"broken-invalid-json", "cheat-symlinks-solution"}
+    assert "not valid JSON" in reasons["broken-invalid-json"]
     assert (course / "feedback" / "correct" / "ddim" / "ddim.html").exists()
     with open(course / "similarity.csv") as file:
         flagged = {row["first"] for row in csv.DictReader(file)

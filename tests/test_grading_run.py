@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from browser import what_a_reader_sees as what_a_student_sees
 
-from autograder import collect, sample_submissions, scanner
+from autograder import collect, honest_styles, sample_submissions, scanner
 from autograder.attacks import ATTACKS
 from autograder.grade_student import grader_fault, starved_cell
 from autograder.run_lock import course_lock
@@ -33,8 +33,28 @@ def test_the_scanner_flags_every_attack_and_no_honest_style():
         assert report[student], f"{student} was not flagged"
     assert any(reason == scanner.SHADOWS_REASON
                for _, reason, _ in report["cheat-fake-packages"])
-    for student in ["correct", *sample_submissions.HONEST_STYLES]:
+    for student in ["correct", *sample_submissions.HONEST_STYLES, *honest_styles.STYLES]:
         assert not report[student], f"{student} was flagged: {report[student]}"
+
+
+def test_the_scanner_reads_large_notebooks_whole_and_flags_only_what_it_finds(
+        tmp_path, monkeypatch):
+    """Saved plots make honest notebooks megabytes large: their code is scanned all the same,
+    and only a notebook larger than the grader takes is flagged for its size."""
+    notebook = json.loads(RELEASE.read_text())
+    picture = {"output_type": "display_data", "metadata": {},
+               "data": {"image/png": "A" * 3 * 2**20}}  # 3 MiB of saved plot
+    notebook["cells"][12]["outputs"] = [picture]
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "ddim.ipynb").write_text(json.dumps(notebook))
+    notebook["cells"][15]["source"] = "import subprocess\n"
+    (tmp_path / "plots-and-a-process").mkdir()
+    (tmp_path / "plots-and-a-process" / "ddim.ipynb").write_text(json.dumps(notebook))
+    report = scanner.scan_folder(tmp_path)
+    assert report["plots"] == []
+    assert [reason for _, reason, _ in report["plots-and-a-process"]] == ["starts processes"]
+    monkeypatch.setattr(scanner, "MAX_NOTEBOOK_BYTES", 2**20)  # the grader's limit, smaller
+    assert "the most the grader takes" in scanner.scan_folder(tmp_path)["plots"][0][2]
 
 
 def test_the_scanner_survives_malformed_notebooks_and_never_follows_links(tmp_path):

@@ -76,6 +76,9 @@ def submit(arguments):
     todo = [student for student, row in table.items()
             if row["state"] not in ("running", "pending") and student not in refused
             and (arguments.regrade_all or row["state"] != "done")]
+    if refused:
+        print(f"Refused, not submitted ({len(refused)} folder(s)): " + "; ".join(
+            f"{student!r}: {table[student]['reason']}" for student in sorted(refused)))
     if not todo:
         print(f"Nothing to submit: {summary(table)}.")
         return None
@@ -131,8 +134,8 @@ def collect_class(arguments):
         if row["state"] != "done":
             results[student] = {"student": student, "status": "not graded", "graded": False,
                                 "reason": f"{row['state']}: {row['reason']}", "seconds": 0.0}
-    report.write_reports(course_root, [results[student] for student in table],
-                         gradebook.db_url(course_root))
+    header, rows = report.write_reports(course_root, [results[student] for student in table],
+                                        gradebook.db_url(course_root))
     with open(course_root / "failures.csv", "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["student", "state", "task", "reason"])
@@ -141,10 +144,12 @@ def collect_class(arguments):
     submissions = records.class_submissions(course_root)
     print(similarity_report.write_similarity_report(
         course_root, submissions if submissions.is_dir() else None))
-    demo.nbgrader("export", f"--to={course_root / 'grades.csv'}", course_root=course_root)
+    report.export_grades(course_root, header, rows, lambda path: demo.nbgrader(
+        "export", f"--to={path}", course_root=course_root))
     run_nbgrader(["generate_feedback", demo.ASSIGNMENT, "--force"], course_root)
     print(f"{summary(table)}. Wrote grade_table.csv, failures.csv, similarity.html and .csv, "
-          f"grades.csv and feedback/ in {course_root}.")
+          f"grades.csv (the graded students), {report.LEFT_OUT_CSV} and feedback/ in "
+          f"{course_root}.")
     unfinished = [student for student, row in table.items() if row["state"] != "done"]
     if unfinished:
         print(f"Not graded yet: {', '.join(map(repr, unfinished))}. Re-submit them with: "

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from autograder.runner import stand_ins
-from autograder.runner.recording import define_function, record_call
+from autograder.runner.notebook_pass import define_function, submission_pass
+from autograder.runner.recording import record_call
 
 # a correct function's cells and probes take about 1 s of CPU time; the wall limit leaves room
 # for a machine that shares its cores among several gradings
@@ -111,6 +112,7 @@ def run_units(request, config, store, on_student_code):
               "notes": {}}
     for alarm in (signal.SIGALRM, signal.SIGPROF):
         signal.signal(alarm, _raise_timeout)
+    notebook = submission_pass(request["preamble"], request["programs"], on_student_code)
     for name, program in request["programs"].items():
         started = _schedstat_seconds()
         deadline = time.monotonic() + FUNCTION_WALL_LIMIT_S
@@ -120,7 +122,7 @@ def run_units(request, config, store, on_student_code):
         signal.setitimer(signal.ITIMER_REAL, FUNCTION_WALL_LIMIT_S, 1.0)
         try:
             function, error, result["notes"][name] = define_function(
-                request["preamble"], name, program, on_student_code)
+                request["preamble"], name, program, notebook)
             if error is None:
                 PROBES[name](function, config, store, result["probes"].setdefault(name, {}))
             else:

@@ -1,10 +1,9 @@
-"""How the runner turns a student's cells into functions, and their results into data.
+"""How the runner turns what a student's functions return or raise into data.
 
 A student's code is data here: a cell that raises is recorded with the line where it raised,
 and a function's return value is recorded as arrays with their dtypes. Nothing is judged.
 """
 
-import linecache
 import traceback
 
 import keras
@@ -49,13 +48,6 @@ def describe_error(error):
     return record
 
 
-def compile_cell(source, filename):
-    """Compiles a cell as IPython does: its source goes into linecache, so that tracebacks show
-    its lines and AutoGraph can read it when it converts the function for tf.function."""
-    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    return compile(source, filename, "exec")
-
-
 def record_call(record, store, function, *args, **kwargs):
     """Calls `function` and records what it returned, or the error it raised."""
     try:
@@ -64,36 +56,3 @@ def record_call(record, store, function, *args, **kwargs):
         record["error"] = describe_error(error)
         return
     record["returned"] = describe_value(returned, store)
-
-
-def define_function(preamble, name, program, on_student_code):
-    """Runs the setup cell, then the function's program, in a fresh namespace.
-
-    `program` is the function's cells in notebook order: [{"label", "source", "own"}], the
-    student's own extra cells ("own": false) and the answer cell ("own": true). An extra cell
-    that raises is noted and skipped, as the notebook would go on after it. Returns
-    (function, error, notes); error is None when the function is defined.
-    """
-    namespace = {"__name__": "student"}
-    try:
-        exec(compile_cell(preamble, "<setup cell>"), namespace)
-    except Exception as error:
-        return None, {"type": "SetupError", "message": f"the setup cell failed in the grader: "
-                                                       f"{type(error).__name__}: {error}"}, []
-    notes, own_error = [], None
-    for cell in program:
-        on_student_code()
-        try:
-            exec(compile_cell(cell["source"], f"{STUDENT_FILE_PREFIX}{cell['label']}>"),
-                 namespace)
-        except (Exception, SystemExit) as error:
-            if cell["own"]:
-                own_error = describe_error(error)
-            else:
-                notes.append({"label": cell["label"], "error": describe_error(error)})
-    if own_error is not None:
-        return None, own_error, notes
-    if not callable(namespace.get(name)):
-        return None, {"type": "NameError",
-                      "message": f"the cell does not define a function named {name}"}, notes
-    return namespace[name], None, notes

@@ -14,8 +14,9 @@ The request comes on stdin, one JSON object:
 
     config      DDIMConfig.to_dict()
     preamble    the notebook's setup cell (imports), run before each function's cells
-    programs    {"diffusion_schedule" | "denoise" | "reverse_diffusion": [cell, ...]}, each cell
-                {"label", "source", "own"} (see recording.define_function); "units" probes them
+    programs    {"diffusion_schedule" | "denoise" | "reverse_diffusion": [cell, ...]}, each
+                cell {"label", "source", "own", "index", "release"} (see notebook_pass.py);
+                "units" probes them
     training    null, or {"config", "programs", "seed", "steps", "num_train_images",
                 "images_seed"}: a seeded training run of these programs on synthetic flowers,
                 after the probes when both are asked for (one TensorFlow start-up for both)
@@ -37,8 +38,9 @@ import keras
 import numpy as np
 
 from autograder.runner.channel import ArrayStore, write_message
+from autograder.runner.notebook_pass import define_function, submission_pass
 from autograder.runner.probes import run_units
-from autograder.runner.recording import define_function, describe_error
+from autograder.runner.recording import describe_error
 from diffusion_course.config import DDIMConfig
 from diffusion_course.ddim import DiffusionModel
 from diffusion_course.synthetic import synthetic_flowers
@@ -76,9 +78,9 @@ def run_training(request, preamble, config, channel):
     import tensorflow as tf  # the runner always runs on the TensorFlow backend
 
     functions, errors, store = {}, {}, ArrayStore()
+    notebook = submission_pass(preamble, request["programs"], channel.on_student_code)
     for name, program in request["programs"].items():
-        functions[name], error, _ = define_function(preamble, name, program,
-                                                    channel.on_student_code)
+        functions[name], error, _ = define_function(preamble, name, program, notebook)
         if error is not None:
             errors[name] = error
     if errors:

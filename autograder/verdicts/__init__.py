@@ -26,13 +26,12 @@ def judge_units(result, config):
     if starved:
         raise GraderError(f"the machine starved the units run: {', '.join(map(str, starved))} "
                           f"ran out of time while waiting for a CPU longer than it ran")
-    verdicts = {}
+    verdicts, remarked = {}, set()
     for name in stand_ins.FUNCTION_NAMES:
         verdict = _unit_verdict(name, result, reference_outputs(config)[name], config)
-        if not verdict.passed:
-            verdict = Verdict(False, verdict.score_fraction,
-                              verdict.message + _extra_cell_notes(result, name))
-        verdicts[name] = verdict
+        notes = _extra_cell_notes(result, name) if not verdict.passed else ""
+        verdicts[name] = Verdict(verdict.passed, verdict.score_fraction,
+                                 verdict.message + notes + _remarks(result, name, remarked))
     return verdicts
 
 
@@ -56,11 +55,26 @@ def _unit_verdict(name, result, reference, config):
                                    f"({type(error).__name__}: {error})")
 
 
+def _notes(result, name):
+    notes = result.get("notes", {}).get(name) if isinstance(result, dict) else None
+    return [note for note in notes if isinstance(note, dict)] if isinstance(notes, list) else []
+
+
 def _extra_cell_notes(result, name):
-    """What the student's own extra cells raised before this function was defined."""
+    """What the student's own extra cells raised before this function was defined: the cell,
+    and its error at the line where it was raised."""
     try:
-        notes = result["notes"].get(name) or []
-        return "".join(f"\n(Note: {note['label']} {error_text(note['error'])}.)"
-                       for note in notes[:5])
+        return "".join([f"\n(Note: {note['label']} {error_text(note['error'])}; the grader "
+                        f"skipped that cell, as the notebook went on after it.)"
+                        for note in _notes(result, name) if "error" in note][:5])
     except (KeyError, TypeError, AttributeError):
         return ""
+
+
+def _remarks(result, name, remarked):
+    """What the grader did not run of the student's magics (said once, on the first function
+    whose cells had them)."""
+    new = [str(note["remark"])[:300] for note in _notes(result, name)
+           if "remark" in note and str(note["remark"]) not in remarked]
+    remarked.update(new)
+    return "".join(f"\n(Note: {remark}.)" for remark in new[:5])

@@ -43,7 +43,7 @@ def judge_schedule(outcome, reference, config):
                           + np.abs(noise_rates - expected_noise)))
     checks.expect(close(noise_rates, expected_noise) and close(signal_rates, expected_signal),
                   f"the rates should follow the cosine schedule between the two bounds; at "
-                  f"t={times[worst]:.1f} expected noise_rate {expected_noise[worst]:.4f} and "
+                  f"t={times[worst]:.3g} expected noise_rate {expected_noise[worst]:.4f} and "
                   f"signal_rate {expected_signal[worst]:.4f}, got {noise_rates[worst]:.4f} and "
                   f"{signal_rates[worst]:.4f}")
     checks.expect(*_other_bounds_check(outcome["other"]["eager"], reference["other"],
