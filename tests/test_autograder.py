@@ -16,9 +16,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import sample_submissions, sandbox
+from autograder import sample_submissions, sandbox, ungraded_cells
 from autograder.attacks import ATTACKS, PLANTED
 from autograder.reference import solution_sources
+from autograder.ungraded_cells import RestoreUngradedCells, StubUngradedCells
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RELEASE = REPO_ROOT / "assignment" / "ddim" / "ddim.ipynb"
@@ -273,9 +274,9 @@ def test_the_demo_writes_exports_feedback_and_an_untampered_gradebook(demo):
 
 
 # the pictures of the release run by nbgrader with correct answers (quick profile, grading mode):
-# training images and schedule; the training, curves and generation cells are not run while
+# the student's schedule; the data, training, curves and generation cells are not run while
 # grading (autograder/ungraded_cells.py): the judge trains the functions itself
-RELEASE_PICTURES = 2
+RELEASE_PICTURES = 1
 
 
 @pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
@@ -293,3 +294,31 @@ def test_the_graded_release_and_its_feedback_show_every_picture(demo):
     assert "Not run by the autograder" in "".join(output.get("text", "")
                                                   for output in train.outputs)
     assert "Not run by the autograder" in feedback
+
+
+def _release_with(extra_cell=None):
+    notebook = nbformat.read(sample_submissions.RELEASE, as_version=4)
+    if extra_cell is not None:
+        notebook.cells.insert(12, nbformat.v4.new_code_cell(extra_cell))
+    return notebook
+
+
+def _grade_ids_not_run(notebook):
+    notebook, resources = StubUngradedCells().preprocess(notebook, {})
+    stubbed = {cell.metadata["nbgrader"]["grade_id"] for cell in notebook.cells
+               if cell.source == ungraded_cells.STUB}
+    RestoreUngradedCells().preprocess(notebook, resources)
+    return stubbed
+
+
+def test_the_grading_kernel_skips_what_nothing_reads_and_restores_the_code():
+    release = _release_with()
+    sources = [cell.source for cell in release.cells]
+    assert _grade_ids_not_run(release) == {"network", "data", "kid", "train", "curves",
+                                           "test_training_kid", "generate"}
+    assert [cell.source for cell in release.cells] == sources  # the feedback shows the code
+    # a helper cell of the student's that reads the release's data: the data cell runs for it
+    assert "data" not in _grade_ids_not_run(_release_with("batch = next(iter(train_dataset))"))
+    assert "kid" not in _grade_ids_not_run(_release_with("%time print(kid.feature_name)"))
+    # a name the student defines itself does not make the release's cell run
+    assert "data" in _grade_ids_not_run(_release_with("train_dataset = None"))

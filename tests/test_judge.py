@@ -636,11 +636,12 @@ def test_every_honest_style_gets_full_marks(grade_submission, nbgrader_sanitize,
         assert messages.count("shell commands are not run by the grader") == 1
 
 
+# the release's names are read only inside a magic: the release cell that defines them must run
 COUNTED_CELL = """%matplotlib inline
 !echo this line is not run
-%time SCALE = 1.0
+%time READ = (config.min_signal_rate, SEED)
 with open("cell-runs.txt", "a") as runs:
-    runs.write(f"{config.min_signal_rate} {SEED}\\n")
+    runs.write(f"{READ[0]} {READ[1]}\\n")
 """
 
 

@@ -28,13 +28,18 @@ from autograder.runner.recording import STUDENT_FILE_PREFIX, describe_error
 _passes = {}  # one pass per process and submission: the units and a training run share it
 
 
-def _names(source):
+def cell_names(source):
     """(names a cell binds, names it reads), from its syntax; nothing for a cell that does not
-    compile (it will raise when it runs, and be noted then)."""
+    compile (it will raise when it runs, and be noted then). The code that a magic runs
+    (`%time x = config.min_signal_rate`, a `%%timeit` cell) counts as the cell's own."""
     try:
         tree = ast.parse(transform(source))
     except SyntaxError:
         return set(), set()
+    return _tree_names(tree)
+
+
+def _tree_names(tree):
     bound, read = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
@@ -43,18 +48,36 @@ def _names(source):
             bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
+        elif _magic_code(node) is not None:
+            magic_bound, magic_read = _tree_names(_magic_code(node))
+            bound |= magic_bound
+            read |= magic_read
     return bound, read
+
+
+def _magic_code(node):
+    """The parsed code of `get_ipython().run_line_magic(name, code)` or `.run_cell_magic(name,
+    line, code)`, as IPython's transformer writes a magic; None for any other node, or a
+    magic whose text is not Python (`%matplotlib inline` is, harmlessly)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("run_line_magic", "run_cell_magic") and node.args
+            and isinstance(node.args[-1], ast.Constant) and isinstance(node.args[-1].value, str)):
+        return None
+    try:
+        return ast.parse(transform(node.args[-1].value))
+    except SyntaxError:
+        return None
 
 
 def needed_release_cells(preamble, cells):
     """The indices of the release cells that bind a name the student's cells read (other than
     the preamble's imports), directly or through a later release cell that is itself needed."""
-    wanted = set().union(*(_names(cell["source"])[1] for cell in cells
-                           if not cell.get("release"))) - _names(preamble)[0]
+    wanted = set().union(*(cell_names(cell["source"])[1] for cell in cells
+                           if not cell.get("release"))) - cell_names(preamble)[0]
     needed = set()
     for cell in sorted(cells, key=lambda cell: -cell["index"]):
         if cell.get("release"):
-            bound, read = _names(cell["source"])
+            bound, read = cell_names(cell["source"])
             if bound & wanted:
                 needed.add(cell["index"])
                 wanted |= read
