@@ -164,8 +164,8 @@ def notebooks(notebook_with, solution, release):
     }
 
 
-# judged through judge.grade (tests/test_judge.py); honest-copied-cells goes through nbgrader's
-# own preprocessors first (tests/test_judge.py), which is where it used to fail
+# judged through judge.grade (tests/test_judge_notebooks.py); honest-copied-cells goes through
+# nbgrader's own preprocessors first (the same file), which is where it used to fail
 STYLES = [
     "honest-magics-and-shell-escapes", "honest-helper-uses-release-names", "honest-copied-cells",
     "honest-split-cells-and-plots", "honest-colab", "honest-vscode"]

@@ -155,7 +155,7 @@ EXPECTED_SCORES = {
 # the samples whose point is the file, the notebook format or the kernel: the release, the
 # refusals, the attacks, the editors' formats. These samples' point is the judge's verdict on the
 # answers (a mistake, a helper cell, CRLF inside the code), which is all that nbgrader's hook
-# asks of `judge.grade` for them: tests/test_judge.py grades them through it, and a full
+# asks of `judge.grade` for them: tests/test_judge.py and test_judge_notebooks.py grade them through it, and a full
 # notebook run each would add only minutes. `python -m autograder.demo` grades them all.
 JUDGE_LEVEL_SAMPLES = [*(f"mistake-{name.replace('_', '-')}" for name in MISTAKES),
                        "honest-helpers-in-extra-cell", "honest-windows-line-endings",

@@ -14,6 +14,9 @@ if str(REPO_ROOT) not in sys.path:
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+# the judge's fixtures, shared by its three test files (tests/judging.py)
+from judging import grade_submission, nbgrader_sanitize  # noqa: E402, F401
+
 
 @pytest.fixture(autouse=True)
 def _seeded():
@@ -25,8 +28,9 @@ def _seeded():
 # trained models or servers, are built once), so the long ones start at once and the short
 # ones fill the gaps. Measured on the 2-core CI machine: the end-to-end grading ~10 min, the
 # others 1-5 min.
-SLOW_FILES_FIRST = ["test_autograder.py", "test_lab_notebooks.py", "test_judge.py",
-                    "test_cluster.py", "test_cli.py", "test_grading_run.py",
+SLOW_FILES_FIRST = ["test_autograder.py", "test_judge_notebooks.py", "test_cluster.py",
+                    "test_lab_notebooks.py", "test_judge.py", "test_judge_training.py",
+                    "test_cli.py", "test_grading_run.py",
                     "test_mixed_precision.py", "test_models.py", "test_samplers.py"]
 
 

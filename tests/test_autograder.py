@@ -92,12 +92,26 @@ def test_the_sample_submissions_are_up_to_date(tmp_path):
     assert set(special) == set(sample_submissions.EXPECTED_SCORES)
 
 
+def _parametrized(test):
+    return {value for mark in test.pytestmark if mark.name == "parametrize"
+            for value in mark.args[1]}
+
+
 def test_every_sample_is_graded_by_the_end_to_end_test_or_the_judges_tests():
-    """The judge-level samples are each graded in tests/test_judge.py; the others here."""
-    judge_tests = (REPO_ROOT / "tests" / "test_judge.py").read_text()
-    for sample in sample_submissions.JUDGE_LEVEL_SAMPLES:
-        assert sample in sample_submissions.EXPECTED_SCORES
-        assert sample.startswith("mistake-") or f'"{sample}"' in judge_tests, sample
+    """The judge-level samples are each a parameter of a judge test (tests/test_judge*.py), or
+    a copy whose syntax trees equal a graded one's; the others are graded here."""
+    import test_judge
+    import test_judge_notebooks
+
+    graded = ({f"mistake-{name.replace('_', '-')}" for name in
+               _parametrized(test_judge.test_a_typical_mistake_fails_only_its_own_test)}
+              | _parametrized(test_judge_notebooks.test_every_honest_style_gets_full_marks)
+              | _parametrized(
+                  test_judge_notebooks.test_a_correct_sample_in_another_style_gets_full_marks)
+              | _parametrized(
+                  test_judge_notebooks.test_a_copy_that_changes_no_code_gets_the_grade_of_its_original))
+    assert set(sample_submissions.JUDGE_LEVEL_SAMPLES) == graded
+    assert graded <= set(sample_submissions.EXPECTED_SCORES)
     assert not {"correct", "untouched"} & set(sample_submissions.JUDGE_LEVEL_SAMPLES)
 
 

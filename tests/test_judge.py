@@ -8,8 +8,6 @@ exactly the reference, so their training verdict reuses that run.
 """
 
 import ast
-import copy
-import dataclasses
 import io
 import json
 import os
@@ -21,49 +19,38 @@ import sys
 from concurrent.futures import Future
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
-import traitlets.config
-from nbgrader.api import Gradebook
-from nbgrader.nbgraderformat.common import SchemaTooOldError
-from nbgrader.preprocessors import ClearSolutions, ComputeChecksums, LockCells, SaveCells
+from judging import (
+    ALL_CELLS,
+    REPO_ROOT,
+    honest_notebook,
+    points,
+    sample_programs,
+)
 
 import diffusion_course
 from autograder import (
     GRADER_ERROR_FILE,
     VERDICTS_FILE,
-    honest_styles,
     records_folder,
     sample_submissions,
 )
 from autograder.errors import GraderError
 from autograder.forbidden_imports import FORBIDDEN_MODULES, forbidden_imports, forbidden_paths
 from autograder.grader_state.cache import MetricsCache
-from autograder.grader_state.evaluation import Evaluator
-from autograder.judge import _Session, _TrainingRuns, as_program, grade
 from autograder.mistakes import (
     FUNCTION_NAMES,
     MISTAKES,
     unanswered_submission,
 )
 from autograder.reference import setup_source, solution_sources
-from autograder.runner import ipython_cells, launch, probes
+from autograder.runner import launch, probes
 from autograder.runner.channel import ArrayStore, MalformedMessage, read_message, write_message
-from autograder.submission import (
-    UnreadableSubmission,
-    function_programs,
-    normalise_cells,
-    read_notebook_text,
-)
 from autograder.verdict import JUDGING, ExternalVerdict, write_record
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
 from autograder.verdicts.checks import Verdict
-from autograder.verdicts.training import judge_training, training_setup
 from diffusion_course.config import DDIMConfig
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ALL_CELLS = (*TEST_CELLS.values(), TRAINING_TEST_CELL)
 
 # what the failure message must say, so that the student can find the mistake
 EXPECTED_HINTS = {
@@ -77,19 +64,6 @@ EXPECTED_HINTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def grade_submission(tmp_path_factory):
-    """Grades {function name: source} in the quick profile, with one cache for the module."""
-    cache_dir = tmp_path_factory.mktemp("grader-cache")
-    config = DDIMConfig.from_profile("quick")
-
-    def grade_it(functions, **options):
-        return grade(functions, setup_source(), config=config, **{"cache_dir": cache_dir,
-                                                                   **options})
-
-    grade_it.cache_dir = cache_dir
-    return grade_it
-
 
 def test_the_reference_solution_passes_every_test(grade_submission):
     verdicts = grade_submission(solution_sources())
@@ -100,20 +74,6 @@ def test_the_reference_solution_passes_every_test(grade_submission):
     kid, reference_kid = re.search(r"KID ([0-9.]+) \(reference ([0-9.]+)",
                                    verdicts[TRAINING_TEST_CELL].message).groups()
     assert kid == reference_kid
-
-
-def sample_programs(sample):
-    """The judge's programs of a committed sample submission, read as nbgrader's hook reads it."""
-    text = (sample_submissions.SUBMISSIONS / sample / sample_submissions.NOTEBOOK).read_text(
-        encoding="utf-8")
-    return function_programs(read_notebook_text(text), FUNCTION_NAMES)
-
-
-def points(verdicts):
-    """{test cell: points} as nbgrader scores the verdicts (a failed cell scores 0)."""
-    return {cell: sample_submissions.POINTS[cell] * verdict.score_fraction if verdict.passed
-            else 0 for cell, verdict in verdicts.items()}
-
 
 # Every typical mistake, from its committed sample submission: the end-to-end test leaves these
 # samples to this module (sample_submissions.JUDGE_LEVEL_SAMPLES), so the grade here is the one
@@ -207,123 +167,6 @@ def test_an_endless_loop_is_stopped_and_costs_its_own_function_only(monkeypatch)
     verdicts = judge_units(read_message(stream, 2**26), config)
     assert "were stopped (an endless loop?)" in verdicts["denoise"].message, verdicts["denoise"]
     assert verdicts["diffusion_schedule"].passed and verdicts["reverse_diffusion"].passed
-
-
-# ---- honest variants: extra cells, line endings, byte-order marks, old and new editors -------
-
-
-def _cell(cell_type, source, grade_id=None, **nbgrader):
-    cell = (nbformat.v4.new_code_cell(source) if cell_type == "code"
-            else nbformat.v4.new_markdown_cell(source))
-    if grade_id is not None:
-        cell.metadata["nbgrader"] = {"grade_id": grade_id, "schema_version": 3, **nbgrader}
-    return cell
-
-
-def honest_notebook(answers):
-    """A notebook laid out like the release, with the student's extra cells and copied cells."""
-    cells = [_cell("code", setup_source(), "setup", locked=True)]
-    for name in FUNCTION_NAMES:
-        cells.append(_cell("code", answers[name], f"answer_{name}", solution=True))
-        cells.append(_cell("code", "print('self-check')", TEST_CELLS[name], grade=True,
-                           points=3))
-    return nbformat.v4.new_notebook(cells=cells)
-
-
-# the most common student style: imports and a helper in a cell of their own, used later
-HELPER_CELL = """import math
-
-
-def angle_range(config):
-    return math.acos(config.max_signal_rate), math.acos(config.min_signal_rate)
-"""
-
-
-def test_function_programs_run_the_students_extra_cells_before_each_answer():
-    notebook = honest_notebook(solution_sources())
-    notebook.cells.insert(1, _cell("code", HELPER_CELL))
-    notebook.cells.insert(2, _cell("markdown", "my notes"))
-    # after test_denoise: visible to reverse_diffusion only
-    notebook.cells.insert(7, _cell("code", "STEPS = 3"))
-    programs = function_programs(notebook, FUNCTION_NAMES)
-    # the release's locked setup cell comes first, as in the notebook; test cells are not run
-    assert [(cell.get("release", False), cell["own"]) for cell in
-            programs["diffusion_schedule"]] == [(True, False), (False, False), (False, True)]
-    assert programs["diffusion_schedule"][1]["source"] == HELPER_CELL
-    assert [cell["source"] for cell in programs["reverse_diffusion"]
-            if not cell["own"] and not cell.get("release")] == [HELPER_CELL, "STEPS = 3"]
-    assert programs["reverse_diffusion"][-1]["own"]
-    assert [cell["index"] for cell in programs["reverse_diffusion"]] == [0, 1, 7, 8]
-
-
-def test_a_copied_answer_cell_or_a_lost_grade_id_becomes_a_plain_student_cell():
-    notebook = honest_notebook(solution_sources())
-    copy = _cell("code", "def denoise(self, *args):\n    pass\n", "answer_denoise", solution=True)
-    lost = _cell("code", "x = 1", None)
-    lost.metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False}
-    unknown = _cell("code", "y = 2", "answer_denoise-Copy1", solution=True)
-    notebook.cells[3:3] = [copy, lost, unknown]
-    known = {"setup", *(f"answer_{name}" for name in FUNCTION_NAMES), *TEST_CELLS.values()}
-    normalised = normalise_cells(notebook, known)
-    # the copy's metadata goes (the last copy keeps it, as nbgrader's DeduplicateIds would):
-    # nothing is left for DeduplicateIds to empty into {}, which crashed add_missing_task_cells
-    assert [("nbgrader" in cell.metadata) for cell in normalised.cells[3:7]] == [
-        False, False, False, True]
-    # the judge runs both, in order: the draft as an extra cell, then the final answer
-    program = function_programs(normalised, FUNCTION_NAMES)["denoise"]
-    assert [(cell["source"], cell["own"]) for cell in program if not cell.get("release")][
-        -4:] == [(copy.source, False), ("x = 1", False), ("y = 2", False),
-                 (solution_sources()["denoise"], True)]
-
-
-def test_byte_order_marks_crlf_and_classic_notebooks_are_read_and_old_formats_refused():
-    notebook = honest_notebook(solution_sources())
-    for cell in notebook.cells:
-        del cell["id"]  # the classic Notebook writes nbformat 4.4 without cell ids
-        cell.metadata["jupyter"] = {"source_hidden": False}  # JupyterLab's metadata
-    notebook.nbformat_minor = 4
-    notebook.cells[1].outputs = [nbformat.v4.new_output("stream", text="old output\n")]
-    text = "\ufeff" + nbformat.writes(notebook).replace("\n", "\r\n")
-    read = read_notebook_text(text)
-    assert function_programs(read, FUNCTION_NAMES)["denoise"][-1]["source"] == (
-        solution_sources()["denoise"])
-    version_3 = json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [],
-                            "metadata": {}})
-    with pytest.raises(UnreadableSubmission, match="nbformat 3"):
-        read_notebook_text(version_3)
-    with pytest.raises(UnreadableSubmission, match="not valid JSON"):
-        read_notebook_text('{"cells": [')
-    with pytest.raises(UnreadableSubmission, match="not a valid Jupyter notebook"):
-        read_notebook_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
-                                       "cells": "not a list"}))
-
-
-# honest-independent-a and -b: correct solutions written differently from the reference (other
-# ops, other order of operations, another time grid, helpers); copy-renamed: a with every name
-# changed. Each must pass, and its training land near the reference's.
-@pytest.mark.parametrize("sample", ["honest-helpers-in-extra-cell",
-                                    "honest-windows-line-endings", "honest-independent-a",
-                                    "honest-independent-b", "copy-renamed"])
-def test_a_correct_sample_in_another_style_gets_full_marks(
-        grade_submission, sample):
-    assert sample in sample_submissions.JUDGE_LEVEL_SAMPLES
-    verdicts = grade_submission(sample_programs(sample))
-    for cell, verdict in verdicts.items():
-        assert verdict.passed and verdict.score_fraction == 1.0, (cell, verdict.message)
-    assert points(verdicts) == sample_submissions.EXPECTED_SCORES[sample]
-
-
-@pytest.mark.parametrize("copy", ["copy-verbatim", "copy-commented"])
-def test_a_copy_that_changes_no_code_gets_the_grade_of_its_original(copy):
-    """The judge runs what Python compiles: the same syntax trees as honest-independent-a's
-    (graded above), so the same verdicts (the training is deterministic)."""
-    def syntax_trees(sample):
-        return {name: [ast.dump(ast.parse(cell["source"])) for cell in program]
-                for name, program in sample_programs(sample).items()}
-
-    assert syntax_trees(copy) == syntax_trees("honest-independent-a")
-    assert (sample_submissions.EXPECTED_SCORES[copy]
-            == sample_submissions.EXPECTED_SCORES["honest-independent-a"])
 
 
 # ---- the assignment stays the student's work ---------------------------------------------------
@@ -563,195 +406,3 @@ def test_the_judge_never_imports_tensorflow_datasets():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
 
-
-# ---- issue 19: the cells run as IPython ran them, with the release's names, once each --------
-
-
-def nbgrader_sanitize_chain(skip=()):
-    """nbgrader_config.py's sanitize preprocessors, read from the file nbgrader reads."""
-    config = traitlets.config.Config()
-    environment = dict(os.environ)  # the configuration sets nbgrader's variables: not ours
-    try:
-        path = REPO_ROOT / "nbgrader_config.py"
-        exec(compile(path.read_text(), str(path), "exec"),
-             {"get_config": lambda: config, "__file__": str(path)})
-    finally:
-        os.environ.clear()
-        os.environ.update(environment)
-    return [cls for cls in config.Autograde.sanitize_preprocessors if cls.__name__ not in skip]
-
-
-@pytest.fixture(scope="module")
-def nbgrader_sanitize(tmp_path_factory):
-    """Runs nbgrader_config.py's sanitize preprocessors on a notebook, against a gradebook made
-    from the instructor's notebook as `nbgrader generate_assignment` makes it: what `nbgrader
-    autograde` does to a submission before it runs it, without running it."""
-    db_url = f"sqlite:///{tmp_path_factory.mktemp('gradebook') / 'gradebook.db'}"
-    with Gradebook(db_url, course_id="default_course") as gradebook:
-        gradebook.update_or_create_assignment("ddim")
-    resources = {"nbgrader": {"db_url": db_url, "assignment": "ddim", "notebook": "ddim"}}
-    source = nbformat.read(REPO_ROOT / "solutions" / "ddim" / "ddim.ipynb", as_version=4)
-    for preprocessor in (LockCells, ClearSolutions, ComputeChecksums, SaveCells):
-        source, _ = preprocessor().preprocess(source, resources)
-
-    def sanitize(notebook, skip=()):
-        for preprocessor in nbgrader_sanitize_chain(skip):
-            notebook, _ = preprocessor().preprocess(notebook, copy.deepcopy(resources))
-        return notebook
-
-    return sanitize
-
-
-def test_nbgrader_alone_loses_a_submission_with_a_copied_answer_cell(nbgrader_sanitize):
-    """jupyter/nbgrader#1083: DeduplicateIds empties the draft's metadata to {}, and the next
-    preprocessors read its grade_id. NormaliseCells is what keeps the submission."""
-    text = (sample_submissions.SUBMISSIONS / "honest-copied-cells" / "ddim.ipynb").read_text()
-    with pytest.raises((KeyError, SchemaTooOldError)):
-        nbgrader_sanitize(read_notebook_text(text), skip={"NormaliseCells"})
-    notebook = nbgrader_sanitize(read_notebook_text(text))
-    grade_ids = [cell.metadata.get("nbgrader", {}).get("grade_id") for cell in notebook.cells]
-    # the final answer and the copied test cell keep their roles; the draft is the student's
-    assert grade_ids.count("answer_denoise") == grade_ids.count("test_diffusion_schedule") == 1
-
-
-HONEST_STYLES = ["honest-magics-and-shell-escapes", "honest-helper-uses-release-names",
-                 "honest-copied-cells", "honest-split-cells-and-plots", "honest-colab",
-                 "honest-vscode"]
-
-
-@pytest.mark.parametrize("sample", HONEST_STYLES)
-def test_every_honest_style_gets_full_marks(grade_submission, nbgrader_sanitize, sample):
-    assert HONEST_STYLES == honest_styles.STYLES
-    assert sample in sample_submissions.JUDGE_LEVEL_SAMPLES
-    notebook = read_notebook_text(
-        (sample_submissions.SUBMISSIONS / sample / sample_submissions.NOTEBOOK).read_text())
-    if sample == "honest-copied-cells":  # its point is nbgrader's handling of the copies
-        notebook = nbgrader_sanitize(notebook)
-    verdicts = grade_submission(function_programs(notebook, FUNCTION_NAMES))
-    for cell, verdict in verdicts.items():
-        assert verdict.passed and verdict.score_fraction == 1.0, (cell, verdict.message)
-    assert points(verdicts) == sample_submissions.EXPECTED_SCORES[sample]
-    messages = "".join(verdict.message for verdict in verdicts.values())
-    if sample == "honest-magics-and-shell-escapes":  # said once, not once per function
-        assert messages.count("shell commands are not run by the grader") == 1
-
-
-# the release's names are read only inside a magic: the release cell that defines them must run
-COUNTED_CELL = """%matplotlib inline
-!echo this line is not run
-%time READ = (config.min_signal_rate, SEED)
-with open("cell-runs.txt", "a") as runs:
-    runs.write(f"{READ[0]} {READ[1]}\\n")
-"""
-
-
-def test_extra_cells_run_once_per_runner_with_the_releases_names(tmp_path):
-    """The units and the training of one runner share one pass over the notebook's cells: the
-    cell's counter file, read after the run, has one line, written with the release's config
-    (in grading mode: the quick profile) and SEED."""
-    notebook = honest_notebook(solution_sources())
-    release = json.loads(sample_submissions.RELEASE.read_text())
-    release_cells = [cell for cell in release["cells"] if cell["metadata"]["nbgrader"][
-        "grade_id"] in ("hyperparameters",)]
-    notebook.cells[1:1] = [nbformat.from_dict(cell) for cell in release_cells]
-    notebook.cells.insert(2, _cell("code", COUNTED_CELL))
-    programs = function_programs(notebook, FUNCTION_NAMES)
-    config = DDIMConfig.from_profile("quick")
-    request = {"config": config.to_dict(), "preamble": setup_source(), "programs": programs,
-               "training": {"config": config.to_dict(), "programs": programs, "seed": 0,
-                            "steps": 2, "num_train_images": 2 * config.batch_size,
-                            "images_seed": 0}}
-    run = launch.RunnerProcess(request, "units run", 300, tmp_path)
-    try:
-        units = run.wait_for("units")
-        assert run.wait_for("training")["completed"] is True
-    finally:
-        run.cancel()
-    assert not units["definition_errors"]
-    notes = [note for name in FUNCTION_NAMES for note in units["notes"][name]]
-    assert {note.get("remark") for note in notes} == {ipython_cells.SHELL_NOTE}, notes
-    counter = next(tmp_path.glob("runner-*/work/cell-runs.txt")).read_text()
-    assert counter == f"{config.min_signal_rate} 42\n"
-
-
-# ---- the training verdict fails for real reasons --------------------------------------------
-
-# a mistake that no probe sees (they compare values, and stop_gradient changes none): the
-# network's output is cut from the loss, so the student's own functions train nothing
-NO_GRADIENT_DENOISE = solution_sources()["denoise"].replace(
-    "pred_noises = network([noisy_images, noise_rates**2], training=training)",
-    "pred_noises = ops.stop_gradient(network([noisy_images, noise_rates**2], "
-    "training=training))")
-
-
-def measured_runs(cache_dir, steps):
-    """The metrics of the reference trained `steps` steps and of the untrained model, measured
-    as a grading measures them (a real sandboxed run), with the quick budget otherwise."""
-    training_config, budget = training_setup(DDIMConfig.from_profile("quick"))
-    with _Session(None) as session:
-        evaluator = Evaluator(training_config, dataclasses.replace(budget, steps=steps), 0,
-                              cache_dir)
-        metrics = _TrainingRuns(session, evaluator).metrics(
-            setup_source(), {name: as_program(name, source)
-                             for name, source in solution_sources().items()}, "the reference")
-        return metrics, evaluator.untrained_metrics()
-
-
-@pytest.fixture(scope="module")
-def stopped_run(tmp_path_factory):
-    """The reference stopped after 5 of its steps, trained twice with cold caches."""
-    return [measured_runs(tmp_path_factory.mktemp("cold-cache"), steps=5) for _ in range(2)]
-
-
-def test_training_is_deterministic_from_cold_caches(stopped_run):
-    (first, first_untrained), (second, second_untrained) = stopped_run
-    assert first == second and first_untrained == second_untrained
-
-
-def test_the_training_verdict_fails_an_untrained_model_and_a_stopped_run(grade_submission,
-                                                                        stopped_run):
-    _, budget = training_setup(DDIMConfig.from_profile("quick"))
-    reference, untrained = measured_runs(grade_submission.cache_dir, budget.steps)
-    stopped, _ = stopped_run[0]
-    # independent of the code: a network that predicts ~0 has E|ε| = √(2/π) for ε ~ N(0, 1)
-    assert untrained["noise_mae"] == pytest.approx(np.sqrt(2 / np.pi), abs=0.02)
-    assert judge_training(reference, reference, untrained, budget, "the reference").passed
-    for metrics in (untrained, stopped):
-        verdict = judge_training(metrics, reference, untrained, budget, "your functions")
-        assert not verdict.passed and verdict.score_fraction == 0.0
-        assert "the noise MAE should be below" in verdict.message
-        assert "the KID should be within" in verdict.message
-    # stopped after 40 of its 150 steps: its noise MAE already passes (measured 0.42), its KID
-    # (8.8 against the reference's 1.1) does not
-    short, _ = measured_runs(grade_submission.cache_dir, steps=40)
-    assert short["noise_mae"] < budget.max_noise_mae
-    verdict = judge_training(short, reference, untrained, budget, "your functions")
-    assert not verdict.passed and "the KID should be within" in verdict.message
-    assert "the noise MAE should be below" not in verdict.message
-
-
-def test_a_mistake_no_probe_sees_fails_the_training_of_the_students_own_functions(
-        grade_submission):
-    verdicts = grade_submission({**solution_sources(), "denoise": NO_GRADIENT_DENOISE})
-    assert all(verdicts[cell].passed for cell in TEST_CELLS.values())  # so it trains them
-    training = verdicts[TRAINING_TEST_CELL]
-    assert not training.passed
-    assert "training with your functions raised ValueError" in training.message
-    assert "No gradients provided" in training.message
-
-
-# rounds the times to 10 discrete steps, as DDPM's discrete timesteps would: it equals the
-# reference on every tenth of the time axis, and its 150-step training run measured better than
-# the reference's (KID 1.03 against 1.13, noise MAE 0.247 against 0.221), so the training
-# verdict's margins let it through; only probe times between the tenths catch it
-DISCRETE_SCHEDULE = solution_sources()["diffusion_schedule"].replace(
-    'diffusion_times = ops.cast(diffusion_times, "float32")',
-    'diffusion_times = ops.round(ops.cast(diffusion_times, "float32") * 10) / 10')
-
-
-def test_a_schedule_right_only_on_the_tenths_fails_its_test(grade_submission):
-    assert DISCRETE_SCHEDULE != solution_sources()["diffusion_schedule"]
-    verdicts = grade_submission({**solution_sources(), "diffusion_schedule": DISCRETE_SCHEDULE})
-    schedule = verdicts["test_diffusion_schedule"]
-    assert not schedule.passed and "should follow the cosine schedule" in schedule.message
-    assert verdicts["test_denoise"].passed and verdicts["test_reverse_diffusion"].passed
