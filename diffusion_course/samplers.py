@@ -4,7 +4,8 @@ Every sampler has the same small interface (after Hugging Face diffusers' schedu
 
 - `timesteps`: the network's timestep at each step, in sampling order (descending);
 - `step_tables()`: every per-step coefficient, as arrays with one entry per step;
-- `sample(network, initial_noise, seed)`: all steps as ONE compiled loop.
+- `sample(network, initial_noise, seed)`: all steps as ONE compiled loop;
+- `network_evaluations`: the cost of a run, the number of times it calls the network.
 
 The DDPM and DDIM samplers here also have `step(pred_noises, noisy_images, coefficients,
 noises)`: one reverse step in `keras.ops`, given this step's coefficients and the network's ε̂;
@@ -114,6 +115,8 @@ class Sampler:
     adds_noise: bool
     # the dtype of the loop: the images, the step tables and the noise
     dtype = "float32"
+    # network evaluations per step
+    evaluations_per_step = 1
     # compiled loops, shared by samplers whose traces are the same (see `_trace_key`); each
     # entry lasts as long as its network (see `_compiled_loop`)
     _compiled_loops = {}
@@ -124,6 +127,11 @@ class Sampler:
     @property
     def num_steps(self):
         return len(self.timesteps)
+
+    @property
+    def network_evaluations(self):
+        """The cost of a run: the number of times it calls the network."""
+        return self.evaluations_per_step * self.num_steps
 
     @property
     def table_length(self):

@@ -1,4 +1,5 @@
-"""Runs student code (the grading kernel, the judge's student runner) where it has no power.
+"""Confines a process, whatever it runs, where it has no power: the grading kernel and the
+judge's student runner (runner/) are both started through it.
 
 Built on bubblewrap (`bwrap`), the sandbox of Flatpak: a small, audited, setuid-free tool whose
 one job is to start a process in new namespaces on a root it builds from an allow-list.

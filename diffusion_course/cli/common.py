@@ -17,7 +17,6 @@ import numpy as np
 
 from diffusion_course.models import model_name_of
 
-SAMPLER_NAMES = ("ddim", "ddpm")
 KID_FEATURES = ("inception", "offline")
 SWITCH_CHOICES = {"auto": "auto", "on": True, "off": False}
 # DDIM steps that the DDPM model samples with for KID and epoch grids; its own ancestral
@@ -138,8 +137,9 @@ class DDPMImages:
                 else DDIMSampler(self.model.diffusion, num_steps=diffusion_steps, eta=self.eta))
         return self._samplers[key]
 
-    def network_evaluations(self, diffusion_steps):
-        return self.sampler(diffusion_steps).num_steps
+    def evaluations_for(self, diffusion_steps):
+        """The network evaluations of sampling with `diffusion_steps` steps."""
+        return self.sampler(diffusion_steps).network_evaluations
 
     def generate(self, num_images, diffusion_steps, initial_noise=None, seed=0):
         import keras
