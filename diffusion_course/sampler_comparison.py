@@ -17,9 +17,9 @@ import csv
 import dataclasses
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from diffusion_course import samplers
 from diffusion_course.config import CONTINUOUS_SAMPLER_NAMES
 from diffusion_course.continuous_samplers import make_sampler
 from diffusion_course.schedules import schedule_from_config
@@ -81,8 +81,7 @@ class SampledImages:
 
     def generate(self, num_images, diffusion_steps, initial_noise=None, seed=0):
         if initial_noise is None:
-            size = self.config.image_size
-            initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)
+            initial_noise = samplers.initial_noise(num_images, self.config.image_size, seed)
         images = self.sampler(diffusion_steps).sample(self.model.ema_network, initial_noise,
                                                       seed=seed)
         return np.asarray(self.model.denormalize(images))

@@ -61,6 +61,12 @@ def _check_seed(seed):
     return int(seed)
 
 
+def initial_noise(num_images, image_size, seed=None):
+    """The pure noise that sampling starts from: `num_images` RGB images of standard normal
+    pixels, `image_size` square; the same seed gives the same noise."""
+    return keras.random.normal((num_images, image_size, image_size, 3), seed=seed)
+
+
 def step_noise(shape, seed, step_index, dtype="float32"):
     """Standard normal noise for one sampling step, from the counter-based key (seed, step_index).
 

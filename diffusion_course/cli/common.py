@@ -142,13 +142,11 @@ class DDPMImages:
         return self.sampler(diffusion_steps).network_evaluations
 
     def generate(self, num_images, diffusion_steps, initial_noise=None, seed=0):
-        import keras
-
+        from diffusion_course import samplers
         from diffusion_course.data import to_unit_range
 
         if initial_noise is None:
-            size = self.config.image_size
-            initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)
+            initial_noise = samplers.initial_noise(num_images, self.config.image_size, seed)
         images = self.sampler(diffusion_steps).sample(self.model.ema_network, initial_noise,
                                                       seed=seed)
         return to_unit_range(images)

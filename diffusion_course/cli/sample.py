@@ -101,14 +101,12 @@ def ddim_process(model, num_images, steps, seed):
 
 def ddpm_process(generator, num_images, steps, seed):
     """(noisy images x_t at up to GIF_FRAMES steps, final images) of the DDPM model, in [0, 1]."""
-    import keras
-
     from diffusion_course.data import to_unit_range
+    from diffusion_course.samplers import initial_noise
 
-    size = generator.config.image_size
-    initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)
+    noise = initial_noise(num_images, generator.config.image_size, seed)
     images, trajectory = generator.sampler(steps).sample(
-        generator.model.ema_network, initial_noise, seed=seed, return_trajectory=True,
+        generator.model.ema_network, noise, seed=seed, return_trajectory=True,
         record_every=math.ceil(steps / GIF_FRAMES))
     frames = [to_unit_range(noisy_images) for noisy_images in trajectory.noisy_images]
     return frames, to_unit_range(images)
