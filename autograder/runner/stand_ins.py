@@ -19,9 +19,9 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from autograder import FUNCTION_NAMES  # noqa: F401 (judge.py and verdicts/ read it from here)
 from diffusion_course.ddim import DiffusionModel
 
-FUNCTION_NAMES = ("diffusion_schedule", "denoise", "reverse_diffusion")
 PROBE_SEED = 2021
 
 # the tenths, and times between them: a schedule that rounds the times to 10 discrete steps
