@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 
 from autograder.limits import LIMITS, SANDBOX_UID_BASE
+from autograder.no_follow import open_no_follow
 
 SETUP_FAILED = 125
 MODE_VARIABLE = "AUTOGRADER_SANDBOX"
@@ -123,8 +124,7 @@ def command(command, allow=(), write=(), mask=(), limits="runner", report=None,
 
 def read_report(path):
     """The wrapper's report, read without following links and with a size cap."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(descriptor, "rb") as file:
+    with open_no_follow(path) as file:
         content = file.read(REPORT_MAX_BYTES + 1)
     if len(content) > REPORT_MAX_BYTES:
         raise ValueError(f"{path}: the sandbox report is larger than {REPORT_MAX_BYTES} bytes")
