@@ -30,6 +30,7 @@ is the grader's fault, never the student's. `AUTOGRADER_SANDBOX=off` runs COMMAN
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from pathlib import Path
 
 from autograder.limits import LIMITS, SANDBOX_UID_BASE
 from autograder.no_follow import open_no_follow
+from autograder.sandbox import seccomp
 
 SETUP_FAILED = 125
 MODE_VARIABLE = "AUTOGRADER_SANDBOX"
@@ -73,6 +75,13 @@ def _probe(argv):
 
 def protection():
     """"root" or "userns": how the sandbox is made here; raises SandboxUnavailableError."""
+    if not seccomp.supported():
+        raise SandboxUnavailableError(
+            f"this machine is {platform.machine()}, and the sandbox's seccomp filter describes "
+            "only x86-64 system calls (autograder/sandbox/seccomp.py): without it, student code "
+            "could make user namespaces and mounts and reach eBPF, io_uring and ptrace. Grade on "
+            f"an x86-64 machine; {MODE_VARIABLE}=off grades with no protection at all (student "
+            "code then runs as you, and can read and change everything you can)")
     if shutil.which("bwrap") is None:
         raise SandboxUnavailableError("`bwrap` (Debian package bubblewrap) is not installed")
     if os.geteuid() == 0:
