@@ -107,7 +107,7 @@ FAKE_PACKAGES = {
     "autograder/judge.py": "def grade(*args, **kwargs):\n    return {}\n",
 }
 
-# ---- honest styles (issue 13, point 7): each must get full marks ---------------------------
+# ---- honest styles: each must get full marks ---------------------------------------------
 
 HELPER_CELL = '''\
 import math

@@ -14,8 +14,9 @@ it returns `(next_noisy_images, pred_images)`. The continuous-time samplers of t
 twice, or carry past predictions from step to step, so each implements `denoising_step`, which
 calls the network itself.
 
-The seed lab called `network.predict` 1000 times in a Python loop; here the whole loop is traced
-once (`tf.function`, or `jax.jit`) and runs without returning to Python between steps.
+The course's earlier tf.keras 2 lab called `network.predict` 1000 times in a Python loop; here
+the whole loop is traced once (`tf.function`, or `jax.jit`) and runs without returning to Python
+between steps.
 
     sampler = DDIMSampler(model.diffusion, num_steps=50, eta=0.0)
     images = sampler.sample(model.ema_network, initial_noise, seed=42)
@@ -463,7 +464,7 @@ class DDIMSampler(DiscreteSampler):
 
 
 def sample_step_by_step(network, diffusion, initial_noise, seed, clip_denoised=True):
-    """The seed lab's DDPM sampler, kept as the reference: one `predict` per timestep.
+    """The tf.keras 2 lab's DDPM sampler, kept as the reference: one `predict` per timestep.
 
     It calls the library's `p_sample` with a `SeedGenerator(seed)`, so it adds the same noise as
     `DDPMSampler(diffusion).sample(network, initial_noise, seed)`. Slow on purpose: the benchmark

@@ -564,7 +564,7 @@ def test_the_judge_never_imports_tensorflow_datasets():
     assert result.stdout.strip() == "False"
 
 
-# ---- issue 19: the cells run as IPython ran them, with the release's names, once each --------
+# ---- the cells run as IPython ran them, with the release's names, once each -----------------
 
 
 def nbgrader_sanitize_chain(skip=()):
