@@ -9,6 +9,9 @@ TEST_CELLS = {
     "reverse_diffusion": "test_reverse_diffusion",
 }
 TRAINING_TEST_CELL = "test_training_kid"
+# the functions the student writes, in the notebook's order: here, where the runner (which may not
+# import the solution) and the solution's reader (which must not import Keras) both see them
+FUNCTION_NAMES = tuple(TEST_CELLS)
 
 # Where the judge writes what it decided about a student: <course root>/grader_records/
 # <student>/<assignment>/, a folder that no sandbox shows, so student code cannot write,

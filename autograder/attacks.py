@@ -14,7 +14,7 @@ limits (autograder/limits.py) must stop each of them first.
 
 PLANTED = "planted_by_student"
 
-# every place that grading shared with student code before issue 13
+# every place that grading shared with student code before the sandbox hid or confined them
 _SHARED_PLACES = '''\
 import glob as _glob, os as _os, pathlib as _pathlib, site as _site, sys as _sys, tempfile as _t
 import diffusion_course as _library

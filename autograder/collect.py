@@ -16,6 +16,8 @@ import os
 import stat
 from pathlib import Path
 
+from autograder.no_follow import NotRegularFileError, open_no_follow
+
 ASSIGNMENT = "ddim"
 NOTEBOOK = "ddim.ipynb"
 MAX_NOTEBOOK_BYTES = 50 * 2**20  # a notebook without outputs is well under 1 MiB
@@ -71,14 +73,16 @@ def _refusal(path, info):
 def _copy_regular_file(source, target):
     """Copies `source` without following a link; returns the refusal reason, or None."""
     try:
-        descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        file = open_no_follow(source)
+    except NotRegularFileError:
+        return _refusal(source, os.lstat(source)) or f"{source.name} is not a regular file"
     except OSError as error:
         if error.errno == errno.ELOOP:  # O_NOFOLLOW met a link
             return f"{source.name} is a symbolic link (submit the file itself)"
         return f"{source.name} cannot be read ({error.strerror})"
-    with os.fdopen(descriptor, "rb") as file:
+    with file:
         # checked on the open descriptor: the entry cannot be swapped after the check
-        refusal = _refusal(source, os.fstat(descriptor))
+        refusal = _refusal(source, os.fstat(file.fileno()))
         if refusal is None:
             target.write_bytes(file.read(MAX_NOTEBOOK_BYTES + 1))
     return refusal

@@ -1,7 +1,7 @@
 """The library modules that an answer may not use: they would do the assignment for it.
 
-The library has its own cosine schedule and DDIM sampler (issue 10), and the whole design space
-around them (issue 20): the model that uses them, the multistep weights, the sampler comparison
+The library has its own cosine schedule and DDIM sampler, and the whole design space around
+them: the model that uses them, the multistep weights, the sampler comparison
 and the design grid, each of which imports the first ones. The graded run of the answer cells
 cannot import any of them (the sandbox masks these files) and the judge names such an import in
 the verdict, with the rule, so that the student knows why the function failed.

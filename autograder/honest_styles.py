@@ -1,4 +1,4 @@
-"""Honest notebooks as a class of 300 writes them: each must get full marks (issue 19).
+"""Honest notebooks as a class of 300 writes them: each must get full marks.
 
 Each is the solution with what students do while they work: magics and shell escapes in a
 helper cell, helpers that read the release's names (`config`, `SEED`, `train_dataset`), an

@@ -1,7 +1,7 @@
 """The judge: grades a submission's three functions and its training run outside its kernel.
 
 A notebook kernel cannot grade itself: the student's code runs in it and can replace anything
-the tests call (see /work/shared/notes/nbgrader.md, "What nbgrader protects"). So the trusted
+the tests call (autograder/README.md, "Threat model", and the cheat-* samples). So the trusted
 nbgrader preprocessor (`verdict.py`) takes the student's cells from the notebook's JSON and
 calls
 

@@ -29,8 +29,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RELEASE = REPO_ROOT / "assignment" / "ddim" / "ddim.ipynb"
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 NOTEBOOK = "ddim.ipynb"
-POINTS = {"test_diffusion_schedule": 3, "test_denoise": 3, "test_reverse_diffusion": 4,
-          "test_training_kid": 5}
+
+
+def autograded_points(release=RELEASE):
+    """{grade_id: points} of the release's autograded cells (nbgrader's metadata: graded, not
+    a solution), in the notebook's order."""
+    cells = json.loads(Path(release).read_text(encoding="utf-8"))["cells"]
+    return {nbgrader["grade_id"]: nbgrader["points"] for nbgrader in
+            (cell.get("metadata", {}).get("nbgrader", {}) for cell in cells)
+            if nbgrader.get("grade") and not nbgrader.get("solution")}
+
+
+POINTS = autograded_points()
 SUMMARY = ("I implemented the cosine schedule, the denoiser and the DDIM sampler, and trained "
            "the quick profile on a CPU; the noise MAE fell well below 0.798.")
 
@@ -97,7 +107,7 @@ FAKE_PACKAGES = {
     "autograder/judge.py": "def grade(*args, **kwargs):\n    return {}\n",
 }
 
-# ---- honest styles (issue 13, point 7): each must get full marks ---------------------------
+# ---- honest styles: each must get full marks ---------------------------------------------
 
 HELPER_CELL = '''\
 import math
@@ -155,8 +165,9 @@ EXPECTED_SCORES = {
 # the samples whose point is the file, the notebook format or the kernel: the release, the
 # refusals, the attacks, the editors' formats. These samples' point is the judge's verdict on the
 # answers (a mistake, a helper cell, CRLF inside the code), which is all that nbgrader's hook
-# asks of `judge.grade` for them: tests/test_judge.py and test_judge_notebooks.py grade them through it, and a full
-# notebook run each would add only minutes. `python -m autograder.demo` grades them all.
+# asks of `judge.grade` for them: tests/test_judge.py and tests/test_judge_notebooks.py grade
+# them through it, and a full notebook run each would add only minutes. `python -m
+# autograder.demo` grades them all.
 JUDGE_LEVEL_SAMPLES = [*(f"mistake-{name.replace('_', '-')}" for name in MISTAKES),
                        "honest-helpers-in-extra-cell", "honest-windows-line-endings",
                        *honest_styles.STYLES, *SIMILARITY_SAMPLES]

@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 from autograder.collect import MAX_NOTEBOOK_BYTES
+from autograder.no_follow import NotRegularFileError, open_no_follow
 
 SUSPICIOUS = {
     "patches numpy's assertions": r"(np|numpy)\.testing\.\w+\s*=|assert_\w+\s*=\s*lambda",
@@ -43,12 +44,12 @@ def _read(path, limit, whole=True):
     """(text, None) of a regular file, never through a link (its first `limit` bytes unless
     `whole`); (None, why) otherwise."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        file = open_no_follow(path)
+    except NotRegularFileError:
+        return None, "is not a regular file"
     except OSError as error:
         return None, f"cannot be read ({error.strerror})"
-    with os.fdopen(descriptor, "rb") as file:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return None, "is not a regular file"
+    with file:
         data = file.read(limit + 1)
     if whole and len(data) > limit:
         return None, f"is over {limit} bytes, the most the grader takes (it is not graded)"

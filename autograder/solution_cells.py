@@ -8,8 +8,9 @@ these sources into the reference model; the student bundle's no-answers check
 import json
 from pathlib import Path
 
+from autograder import FUNCTION_NAMES
+
 SOLUTION_NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "ddim" / "ddim.ipynb"
-FUNCTION_NAMES = ("diffusion_schedule", "denoise", "reverse_diffusion")
 SETUP_CELL = "setup"
 
 

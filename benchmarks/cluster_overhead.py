@@ -139,8 +139,8 @@ def run(students, max_parallel, url, work):
                                 script=script)
     while len(list(records.glob("*.json"))) < students:
         states = slurm.task_states(job_id)
-        ended = [index for index, state in states.items()
-                 if state not in slurm.WAITING | slurm.RUNNING]
+        ended = [index for index, task in states.items()
+                 if task.state not in slurm.WAITING | slurm.RUNNING]
         if len(ended) == students and len(list(records.glob("*.json"))) < students:
             raise SystemExit(f"some tasks ended without a record: see {work}/*.out")
         time.sleep(1)

@@ -1,4 +1,4 @@
-"""How much faster is the compiled DDPM sampler than the seed lab's `predict` loop?
+"""How much faster is the compiled DDPM sampler than a `predict` loop (the course's tf.keras 2 lab)?
 
 Both run the same randomly initialised attention U-Net (weights do not change the speed) on the
 same batch of noise for the same number of steps, with the same seed, so their images must agree
@@ -70,7 +70,7 @@ def main():
     print(f"backend {keras.backend.backend()}, profile {args.profile} "
           f"({network.count_params():,} parameters), {args.steps} steps, batch {args.batch}")
 
-    # the seed lab's loop: one predict per step; its first call builds the predict function
+    # the tf.keras 2 lab's loop: one predict per step; its first call builds the predict function
     timesteps = np.full((args.batch,), args.steps - 1, dtype="int32")
     _, seed_style_build = timed(network.predict, [initial_noise, timesteps],
                                 batch_size=args.batch, verbose=0)

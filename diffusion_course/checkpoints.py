@@ -24,7 +24,7 @@ failure to write raises `CheckpointSaveError`, which says that the previous chec
 
 The manifest seals itself: `manifest_sha256` is the sha256 of everything else in it, checked on
 every read, so a hand-edited noise schedule or image size is refused rather than silently used.
-(Manifests of format 1, written before the seal existed, are read without it.)
+A manifest of format 1, written before the seal existed, is refused with what to do.
 
 A configuration check on loading compares every field except `RUNTIME_FIELDS`: the fields that
 change neither the weights' shapes nor what the network's inputs and outputs mean (the noise
@@ -387,12 +387,20 @@ def _read_manifest_in(folder):
             "folder: it was modified or is not a diffusion_course manifest. Re-copy or regenerate."
         )
     format_version = manifest.get("format_version")
-    if not isinstance(format_version, int) or format_version > FORMAT_VERSION:
+    if isinstance(format_version, int) and format_version < FORMAT_VERSION:
         raise CheckpointMismatchError(
-            f"{path} has format version {format_version!r}, but this library reads versions up "
-            f"to {FORMAT_VERSION}. Update diffusion_course, or regenerate the checkpoint."
+            f"{path} is a manifest of format {format_version}, written by an older "
+            f"diffusion_course before manifests were sealed; this library reads format "
+            f"{FORMAT_VERSION} only. Regenerate the checkpoint: the reference checkpoints with "
+            "`python -m diffusion_course references --profile quick` (or full), a run of your "
+            "own by training it again (`python -m diffusion_course train`)."
         )
-    if format_version >= 2 and manifest.get(SEAL_FIELD) != manifest_digest(manifest):
+    if format_version != FORMAT_VERSION:
+        raise CheckpointMismatchError(
+            f"{path} has format version {format_version!r}, but this library reads format "
+            f"{FORMAT_VERSION} only. Update diffusion_course, or regenerate the checkpoint."
+        )
+    if manifest.get(SEAL_FIELD) != manifest_digest(manifest):
         raise CheckpointCorruptError(
             f"{path} was modified after it was saved: its contents no longer match its "
             f"{SEAL_FIELD}. A hand-edited configuration (noise schedule, image size) would "

@@ -22,6 +22,15 @@ SCHEDULE_NAMES = ("assignment-cosine", "linear", "cosine", "log-snr-linear", "lo
 PREDICTIONS = ("noise", "image", "velocity")
 LOSS_WEIGHTINGS = ("noise", "image", "velocity")
 LOSSES = ("mae", "mse")
+# the continuous-time DDIM model's samplers (continuous_samplers.py), by name, and their bounds:
+# here too, so that the command line can offer them without importing Keras before --help
+CONTINUOUS_SAMPLER_NAMES = ("ddim", "ddpm-vp", "ddpm-large", "second-order", "multistep")
+# the step tables are padded to this length, so any number of steps up to it shares one loop
+MAX_DIFFUSION_STEPS = 1000
+# order 5 is not offered: measured on whole runs (tests/test_continuous_samplers.py), its errors
+# reach float64 round-off (about 1e-12) at 256-512 steps, before the runs converge with order 5
+# (4.3-5.5 measured), so the order cannot be verified, and in float32 it cannot be had at all
+MAX_MULTISTEP_ORDER = 4
 
 
 class ConfigError(ValueError):

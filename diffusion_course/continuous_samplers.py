@@ -25,18 +25,15 @@ noisy end: there x̂0 = (x − n·ε̂)/s would multiply any difference between 
 import numpy as np
 from keras import ops
 
-from diffusion_course.config import PREDICTIONS
+from diffusion_course.config import (
+    CONTINUOUS_SAMPLER_NAMES,
+    MAX_DIFFUSION_STEPS,
+    MAX_MULTISTEP_ORDER,
+    PREDICTIONS,
+)
 from diffusion_course.multistep_weights import half_log_snrs, multistep_weights, start_up_times
 from diffusion_course.parametrizations import convert
 from diffusion_course.samplers import Sampler
-
-# the step tables are padded to this length, so any number of steps up to it shares one loop
-MAX_DIFFUSION_STEPS = 1000
-# order 5 is not offered: measured on whole runs (tests/test_continuous_samplers.py), its errors
-# reach float64 round-off (about 1e-12) at 256-512 steps, before the runs converge with order 5
-# (4.3-5.5 measured), so the order cannot be verified, and in float32 it cannot be had at all
-MAX_MULTISTEP_ORDER = 4
-SAMPLER_NAMES = ("ddim", "ddpm-vp", "ddpm-large", "second-order", "multistep")
 
 
 class ContinuousSampler(Sampler):
@@ -47,8 +44,6 @@ class ContinuousSampler(Sampler):
     """
 
     adds_noise = False
-    # network evaluations per step
-    evaluations_per_step = 1
 
     def __init__(self, schedule, diffusion_steps, prediction="noise", jit_compile="auto",
                  dtype="float32"):
@@ -79,11 +74,6 @@ class ContinuousSampler(Sampler):
     @property
     def table_length(self):
         return MAX_DIFFUSION_STEPS
-
-    @property
-    def network_evaluations(self):
-        """The cost of a run: the number of times it calls the network."""
-        return self.evaluations_per_step * self.num_steps
 
     def rates_at(self, diffusion_times):
         """(noise_rates, signal_rates) of the schedule, in float64."""
@@ -329,4 +319,4 @@ def make_sampler(name, schedule, diffusion_steps, prediction="noise", eta=0.0, a
         return SecondOrderSampler(alpha=alpha, **common)
     if name == "multistep":
         return MultistepSampler(order=order, **common)
-    raise ValueError(f"sampler={name!r} is unknown: choose one of {SAMPLER_NAMES}.")
+    raise ValueError(f"sampler={name!r} is unknown: choose one of {CONTINUOUS_SAMPLER_NAMES}.")

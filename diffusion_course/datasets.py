@@ -1,7 +1,8 @@
 """The tensorflow-datasets image collections the course trains on, by tfds name.
 
 Each one names its training and validation splits and the crop that picks the part of a photo
-worth generating, as the extended DDIM codebase (seed 001, `dataset.py`) prepares it:
+worth generating, as the extended DDIM codebase prepares it
+(github.com/beresandras/clear-diffusion-keras, `dataset.py`):
 
     oxford_flowers102   the whole photo (80% / 20% of every official split, re-split)
     caltech_birds2011   the bird's bounding box, padded by 25% of its longer side
@@ -28,8 +29,8 @@ import tensorflow as tf
 # that nbgrader made at that moment while the judge imported this module in the background
 
 DEFAULT_DATASET = "oxford_flowers102"
-BIRDS_BOX_PADDING = 0.25  # seed 001: the crop is 25% larger than the box's longer side
-CELEBA_CROP_SIZE = 140  # seed 001: the face and a little hair, without the background
+BIRDS_BOX_PADDING = 0.25  # clear-diffusion-keras: the crop is 25% larger than the box's longer side
+CELEBA_CROP_SIZE = 140  # clear-diffusion-keras: the face and a little hair, without the background
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -48,7 +49,7 @@ def padded_bounding_box(example, padding=BIRDS_BOX_PADDING):
     """A box centred on the annotated bounding box, `padding` times larger than its longer side.
 
     Near an edge the box shrinks along that axis only, so that it stays centred on the bird and
-    inside the photo (seed 001); the later centre-square cut keeps its middle.
+    inside the photo (clear-diffusion-keras); the later centre-square cut keeps its middle.
     """
     image = example["image"]
     height = tf.cast(tf.shape(image)[0], tf.float32)
@@ -97,8 +98,8 @@ class TfdsDataset:
     description: str  # the "training data" paragraph of a model card
     # DDPM trains on these (the DDIM models on train_split); None: the training split
     all_images_split: str | None = None
-    # the size of its images, when they all have one: a model trains no larger (seed 001 trains
-    # CIFAR-10 at 32 px), since upsampling would only add blur to generate
+    # the size of its images, when they all have one: a model trains no larger
+    # (clear-diffusion-keras trains CIFAR-10 at 32 px), since upsampling would only add blur
     native_image_size: int | None = None
 
     @property

@@ -5,7 +5,8 @@
 notebook, the instructor's reference in `autograder/`, or the library's own,
 `ConfigurableDiffusionModel` (configurable_ddim.py), which adds the rest of the design space:
 any schedule, prediction type and sampler. Graded runs hide the library's schedule,
-parametrization and sampler modules from student code, so this module imports none of them.
+parametrization and continuous-sampler modules from student code, so this module imports none of
+them (samplers.py, whose initial noise it uses, stays visible).
 
 Training is backend-agnostic Keras 3: a forward pass (`call`) is one denoising exercise, and
 `compute_loss` reduces it to a scalar, the configured loss weighting (noise, image or velocity
@@ -17,6 +18,7 @@ Keras's own train step (TensorFlow or JAX) then differentiates it, so there is n
 import keras
 from keras import layers, ops
 
+from diffusion_course import samplers
 from diffusion_course.config import ConfigError
 from diffusion_course.devices import (
     dtype_policy,
@@ -147,8 +149,7 @@ class DiffusionModel(keras.Model):
     def initial_noise(self, num_images, initial_noise=None, seed=None):
         """`initial_noise` if given, else standard normal noise of `num_images` images."""
         if initial_noise is None:
-            size = self.config.image_size
-            initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)
+            return samplers.initial_noise(num_images, self.config.image_size, seed)
         return initial_noise
 
     def checkpoint_parts(self):

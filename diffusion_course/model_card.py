@@ -2,7 +2,8 @@
 
 The card is `README.md` beside the checkpoint's files: YAML front matter (library, tags, and the
 measured KID as a `model-index` result), then the sections of the published DDIM model's card
-(seed 000): description, intended uses, training data, training procedure, and a table of
+(huggingface.co/keras-io/denoising-diffusion-implicit-models): description, intended uses,
+training data, training procedure, and a table of
 hyperparameters. Everything in it comes from `manifest.json`, so regenerating the checkpoint
 and then the card keeps the two in agreement.
 
@@ -25,8 +26,8 @@ CARD_NAME = "README.md"
 KERAS_DDIM_EXAMPLE = "https://keras.io/examples/generative/ddim/"
 KERAS_DDPM_EXAMPLE = "https://keras.io/examples/generative/ddpm/"
 
-# the table's names for the configuration's fields, as in seed 000; other fields get their own
-# name with spaces. Options that change speed, not the model, are left out.
+# the table's names for the configuration's fields, as in that published card; other fields get
+# their own name with spaces. Options that change speed, not the model, are left out.
 HYPERPARAMETER_NAMES = {
     "num_epochs": "num epochs",
     "dataset_repetitions": "dataset repetitions per epoch",

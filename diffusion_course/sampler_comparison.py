@@ -17,10 +17,11 @@ import csv
 import dataclasses
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from diffusion_course.continuous_samplers import SAMPLER_NAMES, make_sampler
+from diffusion_course import samplers
+from diffusion_course.config import CONTINUOUS_SAMPLER_NAMES
+from diffusion_course.continuous_samplers import make_sampler
 from diffusion_course.schedules import schedule_from_config
 from diffusion_course.training import KIDCallback
 
@@ -37,9 +38,9 @@ class SamplerChoice:
     order: int = 2  # "multistep": 1 to 4
 
     def __post_init__(self):
-        if self.name not in SAMPLER_NAMES:
+        if self.name not in CONTINUOUS_SAMPLER_NAMES:
             raise ValueError(f"sampler {self.name!r} is unknown: choose one of "
-                             f"{', '.join(SAMPLER_NAMES)}.")
+                             f"{', '.join(CONTINUOUS_SAMPLER_NAMES)}.")
 
     @property
     def label(self):
@@ -74,13 +75,13 @@ class SampledImages:
             self._samplers[diffusion_steps] = self.choice.sampler(self.config, diffusion_steps)
         return self._samplers[diffusion_steps]
 
-    def network_evaluations(self, diffusion_steps):
+    def evaluations_for(self, diffusion_steps):
+        """The network evaluations of sampling with `diffusion_steps` steps."""
         return self.sampler(diffusion_steps).network_evaluations
 
     def generate(self, num_images, diffusion_steps, initial_noise=None, seed=0):
         if initial_noise is None:
-            size = self.config.image_size
-            initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)
+            initial_noise = samplers.initial_noise(num_images, self.config.image_size, seed)
         images = self.sampler(diffusion_steps).sample(self.model.ema_network, initial_noise,
                                                       seed=seed)
         return np.asarray(self.model.denormalize(images))
@@ -91,7 +92,7 @@ def kid_against_evaluations(generators, step_counts, validation_batches, kid, se
     """One row per generator and number of steps: its KID against `validation_batches`.
 
     `generators` maps a label to an object with `generate` (as `SampledImages`) and
-    `network_evaluations(diffusion_steps)`. Every measurement uses the same initial noises
+    `evaluations_for(diffusion_steps)`. Every measurement uses the same initial noises
     (seeds `seed`, `seed` + 1, ... per batch), as training's KID does. `report(row)` is called
     after each measurement, e.g. to print progress.
     """
@@ -102,7 +103,7 @@ def kid_against_evaluations(generators, step_counts, validation_batches, kid, se
                                       verbose=False)
             measurement.set_model(generator)
             rows.append({"sampler": label, "diffusion_steps": diffusion_steps,
-                         "network_evaluations": generator.network_evaluations(diffusion_steps),
+                         "network_evaluations": generator.evaluations_for(diffusion_steps),
                          "kid": measurement.measure(), "kid_features": kid.feature_name})
             if report is not None:
                 report(rows[-1])

@@ -4,7 +4,8 @@ Every sampler has the same small interface (after Hugging Face diffusers' schedu
 
 - `timesteps`: the network's timestep at each step, in sampling order (descending);
 - `step_tables()`: every per-step coefficient, as arrays with one entry per step;
-- `sample(network, initial_noise, seed)`: all steps as ONE compiled loop.
+- `sample(network, initial_noise, seed)`: all steps as ONE compiled loop;
+- `network_evaluations`: the cost of a run, the number of times it calls the network.
 
 The DDPM and DDIM samplers here also have `step(pred_noises, noisy_images, coefficients,
 noises)`: one reverse step in `keras.ops`, given this step's coefficients and the network's ε̂;
@@ -13,8 +14,9 @@ it returns `(next_noisy_images, pred_images)`. The continuous-time samplers of t
 twice, or carry past predictions from step to step, so each implements `denoising_step`, which
 calls the network itself.
 
-The seed lab called `network.predict` 1000 times in a Python loop; here the whole loop is traced
-once (`tf.function`, or `jax.jit`) and runs without returning to Python between steps.
+The course's earlier tf.keras 2 lab called `network.predict` 1000 times in a Python loop; here
+the whole loop is traced once (`tf.function`, or `jax.jit`) and runs without returning to Python
+between steps.
 
     sampler = DDIMSampler(model.diffusion, num_steps=50, eta=0.0)
     images = sampler.sample(model.ema_network, initial_noise, seed=42)
@@ -58,6 +60,12 @@ def _check_seed(seed):
         raise ValueError(f"seed={seed!r} is invalid: it must be an integer in [0, {MAX_SEED}] "
                          "or None (a random seed).")
     return int(seed)
+
+
+def initial_noise(num_images, image_size, seed=None):
+    """The pure noise that sampling starts from: `num_images` RGB images of standard normal
+    pixels, `image_size` square; the same seed gives the same noise."""
+    return keras.random.normal((num_images, image_size, image_size, 3), seed=seed)
 
 
 def step_noise(shape, seed, step_index, dtype="float32"):
@@ -114,6 +122,8 @@ class Sampler:
     adds_noise: bool
     # the dtype of the loop: the images, the step tables and the noise
     dtype = "float32"
+    # network evaluations per step
+    evaluations_per_step = 1
     # compiled loops, shared by samplers whose traces are the same (see `_trace_key`); each
     # entry lasts as long as its network (see `_compiled_loop`)
     _compiled_loops = {}
@@ -124,6 +134,11 @@ class Sampler:
     @property
     def num_steps(self):
         return len(self.timesteps)
+
+    @property
+    def network_evaluations(self):
+        """The cost of a run: the number of times it calls the network."""
+        return self.evaluations_per_step * self.num_steps
 
     @property
     def table_length(self):
@@ -449,7 +464,7 @@ class DDIMSampler(DiscreteSampler):
 
 
 def sample_step_by_step(network, diffusion, initial_noise, seed, clip_denoised=True):
-    """The seed lab's DDPM sampler, kept as the reference: one `predict` per timestep.
+    """The tf.keras 2 lab's DDPM sampler, kept as the reference: one `predict` per timestep.
 
     It calls the library's `p_sample` with a `SeedGenerator(seed)`, so it adds the same noise as
     `DDPMSampler(diffusion).sample(network, initial_noise, seed)`. Slow on purpose: the benchmark

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from diffusion_course.plotting import enlargement, image_grid, save_image_grid
+from diffusion_course.samplers import initial_noise
 
 GRID_GAP = 4  # white pixels between the images of a saved grid
 
@@ -74,9 +75,9 @@ class SampleGridCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         size = self.model.config.image_size
-        initial_noise = keras.random.normal((self.num_images, size, size, 3), seed=self.seed)
+        noise = initial_noise(self.num_images, size, self.seed)
         images = np.asarray(self.model.generate(self.num_images, self.diffusion_steps,
-                                                initial_noise=initial_noise))
+                                                initial_noise=noise))
         self.frames.append(images)
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)

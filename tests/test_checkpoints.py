@@ -367,6 +367,27 @@ def test_a_hand_edited_configuration_is_refused(saved, field, value):
             check()
 
 
+def test_a_format_1_manifest_is_refused_with_the_readmes_command(saved):
+    directory, _ = saved
+    # what the library wrote before manifests were sealed: format 1, no manifest_sha256
+    rewrite_manifest(directory, lambda manifest: (manifest.pop("manifest_sha256"),
+                                                  manifest.update(format_version=1)))
+    regenerate = "python -m diffusion_course references --profile quick"
+    assert regenerate in open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8").read()
+    for check in (lambda: read_manifest(directory), lambda: verify_checkpoint(directory),
+                  lambda: load_checkpoint(directory, fresh_pair())):
+        with pytest.raises(CheckpointMismatchError, match="format 1") as error:
+            check()
+        assert regenerate in str(error.value)
+
+
+def test_a_manifest_of_a_later_format_asks_for_a_newer_library(saved):
+    directory, _ = saved
+    rewrite_manifest(directory, lambda manifest: manifest.update(format_version=3), reseal=True)
+    with pytest.raises(CheckpointMismatchError, match="reads format 2 only. Update"):
+        read_manifest(directory)
+
+
 @pytest.mark.parametrize("change", [
     lambda manifest: manifest.update(step=None),
     lambda manifest: manifest.pop("extra"),

@@ -16,9 +16,7 @@ from PIL import Image
 
 from diffusion_course.checkpoints import read_manifest
 from diffusion_course.cli import build_parser, main
-from diffusion_course.cli.evaluate import CONTINUOUS_SAMPLERS, MAX_STEPS
 from diffusion_course.cli.train import settings_from
-from diffusion_course.continuous_samplers import MAX_DIFFUSION_STEPS, SAMPLER_NAMES
 from diffusion_course.design_grid import GRID_COLUMNS, grid_table, read_grid
 from diffusion_course.sampler_comparison import read_rows
 
@@ -152,8 +150,3 @@ def test_a_ddpm_checkpoint_refuses_the_continuous_samplers(capsys):
     assert exit_info.value.code == 2
     assert "--sampler second-order: a DDPM checkpoint samples with ddim" in (
         capsys.readouterr().err)
-
-
-def test_the_command_line_knows_every_continuous_sampler():
-    assert CONTINUOUS_SAMPLERS == SAMPLER_NAMES
-    assert MAX_STEPS == MAX_DIFFUSION_STEPS

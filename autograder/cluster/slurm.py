@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 TEMPLATE = Path(__file__).resolve().parent / "grade.sbatch"
 WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED"}
@@ -27,6 +28,23 @@ ENDINGS = {
     "BOOT_FAIL": "the node failed to boot",
     "DEADLINE": "killed at its deadline",
 }
+
+
+# why a task waits, for the reasons a grading array meets most (squeue's %r)
+WAITING_REASONS = {
+    "JobArrayTaskLimit": "waits for a free place among the --max-parallel tasks",
+    "Resources": "waits for free CPUs, memory or GPUs",
+    "Priority": "other jobs come first",
+    "ReqNodeNotAvail": "the requested nodes are unavailable",
+    "PartitionTimeLimit": "the time limit exceeds the partition's (#SBATCH --time)",
+}
+
+
+class TaskState(NamedTuple):
+    """A task's state in Slurm, and Slurm's reason for it ("" when it gives none)."""
+
+    state: str
+    reason: str = ""
 
 
 class SlurmError(RuntimeError):
@@ -59,13 +77,14 @@ def submit_array(tasks, max_parallel, arguments, log_folder, workdir, extra_opti
 
 
 def task_states(job_id):
-    """{task_index: state} of one job array, e.g. {0: "COMPLETED", 3: "TIMEOUT"}.
+    """{task_index: TaskState} of one job array, e.g. {0: TaskState("COMPLETED", "None"),
+    3: TaskState("PENDING", "JobArrayTaskLimit")}.
 
     From squeue while the controller remembers the array, then from sacct."""
     if shutil.which("squeue") is None:
         raise SlurmError("`squeue` is not on PATH: run this on a Slurm login node")
     states = _parse(["squeue", "--noheader", "--array", "--states=all", f"--jobs={job_id}",
-                     "--format=%i|%T"])
+                     "--format=%i|%T|%r"])
     if not states and shutil.which("sacct"):
         states = _parse(["sacct", "--noheader", "--parsable2", "--allocations",
                          f"--jobs={job_id}", "--format=JobID,State"])
@@ -73,15 +92,29 @@ def task_states(job_id):
 
 
 def _parse(argv):
-    """{task_index: state} from lines "JOBID_INDEX|STATE"; {} when the command knows nothing."""
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    return parse_states(result.stdout if result.returncode == 0 else "")
+
+
+def parse_states(output):
+    """{task_index: TaskState} from lines "JOBID_INDEX|STATE[|REASON]" (sacct gives no reason)."""
     states = {}
-    for line in result.stdout.splitlines() if result.returncode == 0 else []:
-        task, state = line.split("|")[:2]
+    for line in output.splitlines():
+        task, state, reason = (line.split("|") + ["", ""])[:3]
         index = task.partition("_")[2]
         if index.isdigit():
-            states[int(index)] = state.split()[0]  # sacct writes "CANCELLED by 0"
+            # sacct writes "CANCELLED by 0"
+            states[int(index)] = TaskState(state.split()[0], reason.strip())
     return states
+
+
+def describe_waiting(task_state):
+    """A waiting task in words: its state, and Slurm's reason with what it means."""
+    reason = task_state.reason
+    if reason in ("", "None"):
+        return task_state.state
+    meaning = WAITING_REASONS.get(reason)
+    return f"{task_state.state}: {reason}" + (f" ({meaning})" if meaning else "")
 
 
 def cancel(task):

@@ -45,9 +45,7 @@ def class_status(course_root):
     for student in students:
         result = results.get(student)
         if student not in latest:
-            table[student] = ({"state": "done", "reason": f"refused: {result['reason']}",
-                               "task": ""} if result else
-                              {"state": "missing", "reason": "never submitted", "task": ""})
+            table[student] = not_submitted(result)
             continue
         job_id, index = latest[student]
         task = f"{job_id}_{index}"
@@ -60,10 +58,20 @@ def class_status(course_root):
     return table
 
 
-def state_of(slurm_state, record, result, saved):
-    """The state and reason of one student from what each witness says."""
+def not_submitted(result):
+    """The row of a student that no task graded: refused at collection (the result says why, in
+    the collection's words, "refused: ..." included), or never submitted."""
+    if result:
+        return {"state": "done", "reason": result["reason"], "task": ""}
+    return {"state": "missing", "reason": "never submitted", "task": ""}
+
+
+def state_of(slurm_task, record, result, saved):
+    """The state and reason of one student from what each witness says (`slurm_task`: a
+    slurm.TaskState, or None when Slurm knows nothing of the task)."""
+    slurm_state = slurm_task.state if slurm_task else None
     if slurm_state in slurm.WAITING:
-        return {"state": "pending", "reason": slurm_state}
+        return {"state": "pending", "reason": slurm.describe_waiting(slurm_task)}
     if slurm_state in slurm.RUNNING:
         return {"state": "running", "reason": ""}
     if record.get("state") == "graded" and saved:

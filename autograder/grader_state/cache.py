@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 
 from autograder.errors import GraderError
+from autograder.no_follow import open_no_follow
 
 MAX_ENTRY_BYTES = 2**20
 CODE_ROOT = Path(__file__).resolve().parents[2]
@@ -66,14 +67,14 @@ class MetricsCache:
         """The cached metrics of `description`, or None (missing, or failed its checks)."""
         path = self._path(description)
         try:
-            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            entry_file = open_no_follow(path)
         except FileNotFoundError:
             return None
         except OSError as error:
             if error.errno == errno.ELOOP:
                 return None  # a link: never followed, measured again and replaced
             raise GraderError(f"the grader's cache entry {path} cannot be read: {error}") from None
-        with os.fdopen(descriptor, "rb") as entry_file:
+        with entry_file:
             status = os.fstat(entry_file.fileno())
             if (not stat.S_ISREG(status.st_mode) or status.st_uid != os.getuid()
                     or status.st_size > MAX_ENTRY_BYTES):

@@ -1,4 +1,5 @@
-"""Runs student code (the grading kernel, the judge's student runner) where it has no power.
+"""Confines a process, whatever it runs, where it has no power: the grading kernel and the
+judge's student runner (runner/) are both started through it.
 
 Built on bubblewrap (`bwrap`), the sandbox of Flatpak: a small, audited, setuid-free tool whose
 one job is to start a process in new namespaces on a root it builds from an allow-list.
@@ -29,12 +30,15 @@ is the grader's fault, never the student's. `AUTOGRADER_SANDBOX=off` runs COMMAN
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from autograder.limits import LIMITS, SANDBOX_UID_BASE
+from autograder.no_follow import open_no_follow
+from autograder.sandbox import seccomp
 
 SETUP_FAILED = 125
 MODE_VARIABLE = "AUTOGRADER_SANDBOX"
@@ -71,6 +75,13 @@ def _probe(argv):
 
 def protection():
     """"root" or "userns": how the sandbox is made here; raises SandboxUnavailableError."""
+    if not seccomp.supported():
+        raise SandboxUnavailableError(
+            f"this machine is {platform.machine()}, and the sandbox's seccomp filter describes "
+            "only x86-64 system calls (autograder/sandbox/seccomp.py): without it, student code "
+            "could make user namespaces and mounts and reach eBPF, io_uring and ptrace. Grade on "
+            f"an x86-64 machine; {MODE_VARIABLE}=off grades with no protection at all (student "
+            "code then runs as you, and can read and change everything you can)")
     if shutil.which("bwrap") is None:
         raise SandboxUnavailableError("`bwrap` (Debian package bubblewrap) is not installed")
     if os.geteuid() == 0:
@@ -122,8 +133,7 @@ def command(command, allow=(), write=(), mask=(), limits="runner", report=None,
 
 def read_report(path):
     """The wrapper's report, read without following links and with a size cap."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(descriptor, "rb") as file:
+    with open_no_follow(path) as file:
         content = file.read(REPORT_MAX_BYTES + 1)
     if len(content) > REPORT_MAX_BYTES:
         raise ValueError(f"{path}: the sandbox report is larger than {REPORT_MAX_BYTES} bytes")

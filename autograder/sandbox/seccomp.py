@@ -7,12 +7,13 @@ that kernel exploits love, refused with EPERM.
   module loading, kexec, ptrace and file handles.
 
 `clone3` answers ENOSYS, so that the C library falls back to `clone`, whose flags a filter can
-read. Only x86-64 is described; elsewhere the sandbox runs without this filter, which only
-`python -m autograder.sandbox check` reports ("no seccomp filter on this architecture").
+read. Only x86-64 is described; elsewhere the sandbox refuses to start (sandbox.protection says
+why, and that AUTOGRADER_SANDBOX=off is the only way to grade there, unprotected).
 
 Why not libseccomp: it would bring every architecture's numbers, but its Python bindings cannot
-be had in a venv: Debian's python3-seccomp is built for the system Python, and PyPI has only
-pyseccomp 0.1.2 (a ctypes wrapper, last released 2021). Thirty numbers from the kernel's own
+be had in a venv: Debian's python3-seccomp is built for the system Python, libseccomp publishes
+none on PyPI, and PyPI has only pyseccomp 0.1.2 (a ctypes wrapper, last released 2021) and
+mephi42-seccomp (one person's build of libseccomp's binding). Thirty numbers from the kernel's own
 table and the short program below (tests/test_sandbox.py attacks it with unshare and
 clone(CLONE_NEWUSER)) are less to trust than an unmaintained binding.
 """

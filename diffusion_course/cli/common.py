@@ -17,7 +17,6 @@ import numpy as np
 
 from diffusion_course.models import model_name_of
 
-SAMPLER_NAMES = ("ddim", "ddpm")
 KID_FEATURES = ("inception", "offline")
 SWITCH_CHOICES = {"auto": "auto", "on": True, "off": False}
 # DDIM steps that the DDPM model samples with for KID and epoch grids; its own ancestral
@@ -138,17 +137,16 @@ class DDPMImages:
                 else DDIMSampler(self.model.diffusion, num_steps=diffusion_steps, eta=self.eta))
         return self._samplers[key]
 
-    def network_evaluations(self, diffusion_steps):
-        return self.sampler(diffusion_steps).num_steps
+    def evaluations_for(self, diffusion_steps):
+        """The network evaluations of sampling with `diffusion_steps` steps."""
+        return self.sampler(diffusion_steps).network_evaluations
 
     def generate(self, num_images, diffusion_steps, initial_noise=None, seed=0):
-        import keras
-
+        from diffusion_course import samplers
         from diffusion_course.data import to_unit_range
 
         if initial_noise is None:
-            size = self.config.image_size
-            initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)
+            initial_noise = samplers.initial_noise(num_images, self.config.image_size, seed)
         images = self.sampler(diffusion_steps).sample(self.model.ema_network, initial_noise,
                                                       seed=seed)
         return to_unit_range(images)

@@ -24,17 +24,19 @@ from diffusion_course.cli.common import (
     seed_int,
     validation_batches,
 )
+from diffusion_course.config import (
+    CONTINUOUS_SAMPLER_NAMES,
+    MAX_DIFFUSION_STEPS,
+    MAX_MULTISTEP_ORDER,
+)
 from diffusion_course.models import config_from_manifest, load_model, model_name_of
 from diffusion_course.runtime import seed_everything
 
-# continuous_samplers.SAMPLER_NAMES (tests keep them equal; importing it would import Keras before
-# --help), and the DDPM model's own ancestral sampler
-CONTINUOUS_SAMPLERS = ("ddim", "ddpm-vp", "ddpm-large", "second-order", "multistep")
-EVALUATE_SAMPLERS = (*CONTINUOUS_SAMPLERS, "ddpm")
+# the continuous samplers, and the DDPM model's own ancestral sampler
+EVALUATE_SAMPLERS = (*CONTINUOUS_SAMPLER_NAMES, "ddpm")
 # the samplers that a DDPM checkpoint's discrete model runs: DDIM with η over a strided subset of
 # its timesteps (η = 1 for ddpm-vp), and all of them
 DISCRETE_SAMPLERS = ("ddim", "ddpm-vp", "ddpm")
-MAX_STEPS = 1000  # continuous_samplers.MAX_DIFFUSION_STEPS
 # the option that gives each sampler its parameter, with its default
 SAMPLER_PARAMETERS = {"ddim": ("eta", (0.0,)), "second-order": ("alpha", (1.0,)),
                       "multistep": ("order", (2,))}
@@ -90,8 +92,8 @@ def add_parser(subparsers):
                              "checkpoint was trained on, else tfds)")
     add_kid_arguments(parser, default="the features the checkpoint's KID was measured with, "
                                       "else inception")
-    parser.add_argument("--steps", type=number_list(checked(int, 1, MAX_STEPS),
-                                                    f"integers from 1 to {MAX_STEPS}"),
+    parser.add_argument("--steps", type=number_list(checked(int, 1, MAX_DIFFUSION_STEPS),
+                                                    f"integers from 1 to {MAX_DIFFUSION_STEPS}"),
                         help="sampling steps, or a comma-separated list of them (default: the "
                              "profile's kid_diffusion_steps for DDIM; 50 for DDPM)")
     parser.add_argument("--sampler", action="append", choices=EVALUATE_SAMPLERS,
@@ -107,9 +109,10 @@ def add_parser(subparsers):
                                                     "numbers in (0, 1]"),
                         help="α of the second-order sampler (0.5 midpoint, 1 Heun), or a list "
                              "(default: 1)")
-    parser.add_argument("--order", type=number_list(checked(int, 1, 4), "integers from 1 to 4"),
-                        help="order of the multistep sampler, or a list (default: 2; order 5 is "
-                             "not offered, see continuous_samplers.py)")
+    parser.add_argument("--order", type=number_list(checked(int, 1, MAX_MULTISTEP_ORDER),
+                                                    f"integers from 1 to {MAX_MULTISTEP_ORDER}"),
+                        help="order of the multistep sampler, or a list (default: 2; order "
+                             f"{MAX_MULTISTEP_ORDER + 1} is not offered, see config.py)")
     parser.add_argument("--out", type=Path,
                         help="write KID against network evaluations to this CSV file, and its "
                              "chart beside it as PNG (default with several samplers or steps: "

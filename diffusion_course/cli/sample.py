@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 
 from diffusion_course.cli.common import (
-    SAMPLER_NAMES,
     UsageError,
     add_checkpoint_argument,
     image_generator,
@@ -18,6 +17,8 @@ from diffusion_course.cli.common import (
 )
 from diffusion_course.models import config_from_manifest, load_model, model_name_of
 
+# --sampler: DDIM (any checkpoint), or the DDPM model's ancestral sampler
+SAMPLERS = ("ddim", "ddpm")
 GIF_FRAMES = 40  # at most: the recorded steps are thinned out evenly beyond this
 FINAL_FRAME_REPEATS = 10  # the result stays on screen for this many frames before the loop
 
@@ -45,7 +46,7 @@ def add_parser(subparsers):
     parser.add_argument("--steps", type=positive_int,
                         help="sampling steps (default: the profile's plot_diffusion_steps for "
                              "DDIM checkpoints; 50 for the ddim sampler of DDPM checkpoints)")
-    parser.add_argument("--sampler", choices=SAMPLER_NAMES,
+    parser.add_argument("--sampler", choices=SAMPLERS,
                         help="ddim (deterministic, any number of steps) or ddpm (ancestral, "
                              "every timestep; DDPM checkpoints only) (default: ddim for DDIM "
                              "checkpoints, ddpm for DDPM ones)")
@@ -100,14 +101,12 @@ def ddim_process(model, num_images, steps, seed):
 
 def ddpm_process(generator, num_images, steps, seed):
     """(noisy images x_t at up to GIF_FRAMES steps, final images) of the DDPM model, in [0, 1]."""
-    import keras
-
     from diffusion_course.data import to_unit_range
+    from diffusion_course.samplers import initial_noise
 
-    size = generator.config.image_size
-    initial_noise = keras.random.normal((num_images, size, size, 3), seed=seed)
+    noise = initial_noise(num_images, generator.config.image_size, seed)
     images, trajectory = generator.sampler(steps).sample(
-        generator.model.ema_network, initial_noise, seed=seed, return_trajectory=True,
+        generator.model.ema_network, noise, seed=seed, return_trajectory=True,
         record_every=math.ceil(steps / GIF_FRAMES))
     frames = [to_unit_range(noisy_images) for noisy_images in trajectory.noisy_images]
     return frames, to_unit_range(images)

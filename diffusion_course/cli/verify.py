@@ -103,7 +103,4 @@ def describe(checkpoint, manifest):
         lines.append(f"  KID {extra['kid']['value']:.4g} (features: {extra['kid']['features']})")
     if extra.get("data"):
         lines.append(f"  data: {extra['data']}")
-    if manifest["format_version"] < 2:
-        lines.append(f"  format {manifest['format_version']}: written before manifests were "
-                     "sealed, so edits to this manifest cannot be detected")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """The DDPM lab's U-Net: residual blocks conditioned on a timestep embedding, with self-attention
 at the lower resolutions (Ho et al. 2020, Appendix B).
 
-Fixed against the seed lab (see the course's seed-defect notes): the attention contracts q and
+Fixed against the course's earlier tf.keras 2 DDPM lab (Shan-Hung Wu & DataLab, 2025): the
+attention contracts q and
 k over one shared channel index, the up path uses the `Concatenate` layer, residual blocks take
 one list argument, and GroupNormalization comes from Keras itself.
 """

@@ -9,8 +9,8 @@
 # Settings printed (eval "$(scripts/services/slurm.sh start)"): SLURM_CONF, the configuration
 # that sbatch, squeue, scontrol and scancel must read; /etc/slurm is left alone.
 # The node is named after `hostname -s`, has this machine's CPUs and memory, and one partition,
-# `grading`. Finished jobs stay in `scontrol show job` for a day (MinJobAge): there is no
-# accounting database, so that is where their states and reasons are read.
+# `grading`. Finished jobs stay in `squeue --states=all` for a day (MinJobAge): there is no
+# accounting database, so that is where autograder/cluster/slurm.py reads their states and reasons.
 # Needs root and the Debian packages slurm-wlm and munge. Slurm runs its jobs as root here;
 # the grading sandbox drops to an unprivileged user inside each task.
 set -euo pipefail
