@@ -15,7 +15,7 @@ right after: the feedback shows the cell as the student knows it, with that line
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from autograder.runner.notebook_pass import cell_names
+from autograder.runner.cell_names import cell_names
 
 # grade_ids of the release's cells: the network's summary, train, plot the curves, self-check
 # them, generate

@@ -19,54 +19,13 @@ reference's answer that replaces a failed function in a training run) run as bef
 preamble, in a namespace of their own.
 """
 
-import ast
 import json
 
-from autograder.runner.ipython_cells import compile_cell, ipython_names, transform
+from autograder.runner.cell_names import cell_names
+from autograder.runner.ipython_cells import compile_cell, ipython_names
 from autograder.runner.recording import STUDENT_FILE_PREFIX, describe_error
 
 _passes = {}  # one pass per process and submission: the units and a training run share it
-
-
-def cell_names(source):
-    """(names a cell binds, names it reads), from its syntax; nothing for a cell that does not
-    compile (it will raise when it runs, and be noted then). The code that a magic runs
-    (`%time x = config.min_signal_rate`, a `%%timeit` cell) counts as the cell's own."""
-    try:
-        tree = ast.parse(transform(source))
-    except SyntaxError:
-        return set(), set()
-    return _tree_names(tree)
-
-
-def _tree_names(tree):
-    bound, read = set(), set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-        elif _magic_code(node) is not None:
-            magic_bound, magic_read = _tree_names(_magic_code(node))
-            bound |= magic_bound
-            read |= magic_read
-    return bound, read
-
-
-def _magic_code(node):
-    """The parsed code of `get_ipython().run_line_magic(name, code)` or `.run_cell_magic(name,
-    line, code)`, as IPython's transformer writes a magic; None for any other node, or a
-    magic whose text is not Python (`%matplotlib inline` is, harmlessly)."""
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr in ("run_line_magic", "run_cell_magic") and node.args
-            and isinstance(node.args[-1], ast.Constant) and isinstance(node.args[-1].value, str)):
-        return None
-    try:
-        return ast.parse(transform(node.args[-1].value))
-    except SyntaxError:
-        return None
 
 
 def needed_release_cells(preamble, cells):
