@@ -1,9 +1,10 @@
-"""test_diffusion_schedule: the cosine schedule, judged from the runner's records."""
+"""test_diffusion_schedule: the variant's schedule, judged from the runner's records."""
 
 import numpy as np
 
 from autograder.runner import stand_ins
 from autograder.verdicts.checks import Checks, Unusable, close, largest_difference, pair, rounded
+from diffusion_course.variants import FAMILIES
 
 
 def judge_schedule(outcome, reference, config):
@@ -42,7 +43,9 @@ def judge_schedule(outcome, reference, config):
     worst = int(np.argmax(np.abs(signal_rates - expected_signal)
                           + np.abs(noise_rates - expected_noise)))
     checks.expect(close(noise_rates, expected_noise) and close(signal_rates, expected_signal),
-                  f"the rates should follow the cosine schedule between the two bounds; at "
+                  f"the rates should follow this term's {FAMILIES[config.schedule].title} "
+                  f"schedule ({FAMILIES[config.schedule].linear_quantity} linear in t) between "
+                  f"the two bounds; at "
                   f"t={times[worst]:.3g} expected noise_rate {expected_noise[worst]:.4f} and "
                   f"signal_rate {expected_signal[worst]:.4f}, got {noise_rates[worst]:.4f} and "
                   f"{signal_rates[worst]:.4f}")
