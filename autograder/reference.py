@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 
+from autograder import variant_solutions
 from autograder.solution_cells import (  # noqa: F401 (the reference's sources, re-exported)
     FUNCTION_NAMES,
     SETUP_CELL,
@@ -19,7 +20,6 @@ from autograder.solution_cells import (  # noqa: F401 (the reference's sources, 
     setup_source,
     solution_sources,
 )
-from autograder import variant_solutions
 from autograder.variant_solutions import variant_solution_sources
 from diffusion_course.ddim import DiffusionModel
 from diffusion_course.variants import DEFAULT_VARIANT, variant_of

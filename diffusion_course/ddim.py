@@ -29,7 +29,6 @@ from diffusion_course.networks import build_residual_unet, copy_network, update_
 from diffusion_course.variants import ASSIGNMENT_DESIGNS
 
 
-
 class DiffusionModel(keras.Model):
     """A denoising diffusion model, with an EMA copy of its network used for sampling."""
 
