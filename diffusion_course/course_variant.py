@@ -2,4 +2,4 @@
 grader follow (see variants.py for the variants). `python -m autograder bundle --variant NAME`
 rewrites this file."""
 
-COURSE_VARIANT = "cosine-noise"
+COURSE_VARIANT = 'cosine-noise'

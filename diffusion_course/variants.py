@@ -81,12 +81,15 @@ class Variant:
     changes: str  # what it changes against the default, for the instructor
 
     def config_values(self):
-        """The DDIMConfig values of this variant; the log-SNR bounds equal the signal-rate
-        bounds, so that the library's model of the same schedule gives the same rates."""
-        return {"schedule": self.schedule, "min_signal_rate": self.min_signal_rate,
-                "max_signal_rate": self.max_signal_rate, "prediction": self.prediction,
-                "start_log_snr": log_snr_of(self.max_signal_rate),
-                "end_log_snr": log_snr_of(self.min_signal_rate)}
+        """The DDIMConfig values of this variant. The library's model takes the other families'
+        bounds as log-SNRs (schedules.py): they are set to the signal-rate bounds' own, so that
+        it gives the same rates; the cosine's are left as they are (it ignores them)."""
+        values = {"schedule": self.schedule, "min_signal_rate": self.min_signal_rate,
+                  "max_signal_rate": self.max_signal_rate, "prediction": self.prediction}
+        if self.schedule != "assignment-cosine":
+            values.update(start_log_snr=log_snr_of(self.max_signal_rate),
+                          end_log_snr=log_snr_of(self.min_signal_rate))
+        return values
 
 
 def log_snr_of(signal_rate):
