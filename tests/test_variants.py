@@ -120,13 +120,21 @@ def test_the_self_checks_follow_the_variant(name):
 
 @pytest.fixture(scope="module")
 def grade_in(tmp_path_factory):
-    """Grades {function name: source} under a variant, with one cache for the module."""
+    """Grades {function name: source} under a variant, with one cache for the module; a
+    grading asked for twice is run once (`grade_it.judge` serves the same as judge.grade)."""
     cache_dir = tmp_path_factory.mktemp("grader-cache")
+    gradings = {}
+
+    def judge(functions, preamble, config, cache_dir=cache_dir):
+        key = (tuple(sorted(functions.items())), preamble, config)
+        if key not in gradings:
+            gradings[key] = grade(functions, preamble, config=config, cache_dir=cache_dir)
+        return gradings[key]
 
     def grade_it(functions, name):
-        return grade(functions, setup_source(), config=assignment_config("quick", name),
-                     cache_dir=cache_dir)
+        return judge(functions, setup_source(), assignment_config("quick", name))
 
+    grade_it.judge = judge
     grade_it.cache_dir = cache_dir
     return grade_it
 
@@ -160,11 +168,14 @@ def test_last_terms_solution_loses_the_changed_functions_points_only(grade_in, n
 
 
 def test_a_variant_whose_solution_fails_is_refused_with_its_verdicts(grade_in, monkeypatch):
-    """As if the variant's solution were last term's: the bundle refuses, and shows why."""
+    """As if the variant's solution were last term's: the bundle refuses, and shows why (the
+    grading is the one of the test above, run once)."""
+    import autograder.judge
     import autograder.variant_solutions
 
     monkeypatch.setattr(autograder.variant_solutions, "variant_solution_sources",
                         lambda name=None: variant_solution_sources(DEFAULT_VARIANT))
+    monkeypatch.setattr(autograder.judge, "grade", grade_in.judge)
     with pytest.raises(variant.VariantError) as refused:
         variant.check_solution("log-snr-velocity", cache_dir=grade_in.cache_dir)
     message = str(refused.value)

@@ -37,7 +37,7 @@ def run(args):
         name = variant.chosen_variant(args.variant)
         if not part.design_space:
             check_out(Path(out).absolute(), args.force)
-            print(f"Checking that the variant {name!r}'s solution passes its hidden tests "
+            print(f"Checking that the solution of the variant {name!r} passes its hidden tests "
                   f"(a minute the first time; cached afterwards)...")
             variant.check_solution(name)
         built = build_bundle(part, out, force=args.force, variant_name=name)
