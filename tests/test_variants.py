@@ -158,7 +158,7 @@ def test_last_terms_solution_loses_the_changed_functions_points_only(grade_in, n
     feedback = "\n".join(verdict.message for verdict in verdicts.values())
     assert "cop" not in feedback.lower()  # never "you copied": what is wrong, in this term's terms
     schedule = verdicts[TEST_CELLS["diffusion_schedule"]].message
-    assert f"this term's {_family_title(family)} schedule" in schedule
+    assert f"should follow the {_family_title(family)} schedule (this term's: " in schedule
     if "denoise" in changed_functions(name):
         message = verdicts[TEST_CELLS["denoise"]].message
         assert "should predict the velocity with self.network" in message

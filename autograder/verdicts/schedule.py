@@ -43,9 +43,9 @@ def judge_schedule(outcome, reference, config):
     worst = int(np.argmax(np.abs(signal_rates - expected_signal)
                           + np.abs(noise_rates - expected_noise)))
     checks.expect(close(noise_rates, expected_noise) and close(signal_rates, expected_signal),
-                  f"the rates should follow this term's {FAMILIES[config.schedule].title} "
-                  f"schedule ({FAMILIES[config.schedule].linear_quantity} linear in t) between "
-                  f"the two bounds; at "
+                  f"the rates should follow the {FAMILIES[config.schedule].title} schedule "
+                  f"(this term's: {FAMILIES[config.schedule].linear_quantity} linear in t) "
+                  f"between the two bounds; at "
                   f"t={times[worst]:.3g} expected noise_rate {expected_noise[worst]:.4f} and "
                   f"signal_rate {expected_signal[worst]:.4f}, got {noise_rates[worst]:.4f} and "
                   f"{signal_rates[worst]:.4f}")
