@@ -7,6 +7,7 @@ judge level with one grader cache for the module: one reference training run per
 variant (two), which the default solution's grading reuses.
 """
 
+import zipfile
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +15,9 @@ import pytest
 from keras import ops
 
 from autograder.__main__ import main
-from autograder.bundle import variant
+from autograder.bundle import no_answers, variant
+from autograder.bundle.build import build_bundle
+from autograder.bundle.parts import STUDENT
 from autograder.judge import grade
 from autograder.reference import reference_functions, setup_source
 from autograder.variant_solutions import changed_functions, variant_solution_sources
@@ -89,6 +92,22 @@ def test_the_default_variant_is_todays_assignment():
     assert changed_functions(DEFAULT_VARIANT) == ()
     # every other variant changes at least one answer, or it would not stop a copied solution
     assert all(changed_functions(name) for name in VARIANTS if name != DEFAULT_VARIANT)
+
+
+def test_the_bundle_carries_the_variant_and_grading_records_it(tmp_path, capsys):
+    built = build_bundle(STUDENT, tmp_path / "student", variant_name="linear-image")
+    (wheel,) = (built / "wheels").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        setting = archive.read(variant.SETTING).decode()
+    assert "COURSE_VARIANT = 'linear-image'" in setting
+    assert not no_answers.find_answers(built)
+    repo = tmp_path / "repo"
+    variant.write_setting(DEFAULT_VARIANT, repo)
+    assert variant.record("linear-image", repo) and not variant.record("linear-image", repo)
+    assert setting == (repo / variant.SETTING).read_text()
+    # a non-empty --out is refused before the variant's solution is graded
+    status = main(["bundle", "--variant", "linear-image", "--out", str(tmp_path)])
+    assert status == 2 and "is not empty" in capsys.readouterr().err
 
 
 def test_an_unknown_variant_is_refused_with_the_valid_ones(tmp_path, capsys):
