@@ -11,9 +11,10 @@ from autograder.verdicts.checks import Checks, Unusable, close, largest_differen
 
 # the network's output, from the returned pair (ε̂, x̂0) at rates (n, s); v = s·ε − n·x0
 NETWORK_OUTPUTS = {
-    "noise": ("pred_noises", lambda pred_noises, pred_images, n, s: pred_noises),
-    "image": ("pred_images", lambda pred_noises, pred_images, n, s: pred_images),
-    "velocity": ("the velocity signal_rates * pred_noises - noise_rates * pred_images",
+    "noise": ("its pred_noises are", lambda pred_noises, pred_images, n, s: pred_noises),
+    "image": ("its pred_images are", lambda pred_noises, pred_images, n, s: pred_images),
+    "velocity": ("the velocity that its pair implies, signal_rates * pred_noises - noise_rates "
+                 "* pred_images, is",
                  lambda pred_noises, pred_images, n, s: s * pred_noises - n * pred_images),
 }
 TARGET_NAMES = {"noise": "the noise", "image": "the clean images", "velocity": "the velocity"}
@@ -92,8 +93,8 @@ def judge_denoise(outcome, reference, config):
                   else "sampling and evaluation use the EMA weights")
         checks.expect(network == expected_network,
                       f"{call} should predict {target} with {expected_network} ({reason}); "
-                      + (f"its {output_name} is the output of neither network on the noisy "
-                         f"images" if network is None else f"it used {network}"))
+                      + (f"{output_name} the output of neither network on the noisy images"
+                         if network is None else f"it used {network}"))
         expected_variances = noise_rates.ravel() ** 2
         checks.expect(received is not None and close(received, expected_variances, 1e-4),
                       f"{call}: the network should receive the noise variances "

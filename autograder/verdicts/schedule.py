@@ -82,8 +82,10 @@ def _other_bounds_check(record, expected_rates, course_signal_rates):
                 "self.config instead of writing them into the code")
     return (close(noise_rates, expected_noise) and close(signal_rates, expected_signal),
             f"with {setting} in self.config, signal_rate should run from "
-            f"{bounds['max_signal_rate']} to {bounds['min_signal_rate']}, got "
-            f"{signal_rates.ravel()[0]:.4f} to {signal_rates.ravel()[-1]:.4f}{hint}")
+            f"{bounds['max_signal_rate']} to {bounds['min_signal_rate']} along the same "
+            f"schedule, got {signal_rates.ravel()[0]:.4f} to {signal_rates.ravel()[-1]:.4f}, up "
+            f"to {largest_difference(signal_rates, expected_signal):.3g} from the expected "
+            f"signal rates{hint}")
 
 
 def _compiled_check(record, noise_rates, signal_rates):
