@@ -32,7 +32,7 @@ from autograder.errors import GraderError
 from autograder.forbidden_imports import FORBIDDEN_MODULES, RULE, forbidden_imports
 from autograder.grader_state.cache import default_cache_dir
 from autograder.grader_state.evaluation import TRAIN_IMAGES_SEED, Evaluator, UnusableWeights
-from autograder.reference import setup_source, solution_sources
+from autograder.reference import reference_sources, setup_source
 from autograder.runner.launch import RunnerFailure, RunnerProcess
 from autograder.runner.notebook_pass import what_runs
 from autograder.runner.stand_ins import FUNCTION_NAMES
@@ -40,7 +40,8 @@ from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
 from autograder.verdicts.checks import Unusable, Verdict, error_text
 from autograder.verdicts.reference_outputs import reference_outputs
 from autograder.verdicts.training import functions_used, judge_training, training_setup
-from diffusion_course.config import DDIMConfig, default_profile
+from diffusion_course.config import default_profile
+from diffusion_course.variants import assignment_config
 
 UNITS_TIMEOUT_S = 400  # three functions of at most FUNCTION_WALL_LIMIT_S each, and start-up
 UNANSWERED = "raise NotImplementedError()"
@@ -179,8 +180,9 @@ class _TrainingRuns:
         raise Unusable(f"{who} training run could not define the functions: {errors}")
 
 
-def _reference_programs():
-    return {name: as_program(name, source) for name, source in solution_sources().items()}
+def _reference_programs(config):
+    """The solution of the config's variant, as programs."""
+    return {name: as_program(name, source) for name, source in reference_sources(config).items()}
 
 
 def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None):
@@ -190,14 +192,15 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
         answer cell, or its program (the cells to run, see `runner/recording.py`)}; a missing
         name counts as a cell that still raises NotImplementedError.
     preamble: the notebook's setup cell (imports), run before each function's cells.
-    config: the DDIMConfig to grade with (default: the machine's default profile); its profile
+    config: the DDIMConfig to grade with (default: the machine's default profile, with the
+        course's variant, variants.assignment_config); its profile
         picks the training budget, verdicts.training.TRAINING_BUDGETS[config.profile].
     seed: seeds the training runs; the reference run uses the same one.
     timeout: seconds for each runner process (default: UNITS_TIMEOUT_S for the probes and the
         budget's timeout_s for a training run).
     cache_dir: where the reference and untrained metrics are kept (default_cache_dir()).
     """
-    config = config or DDIMConfig.from_profile(default_profile())
+    config = config or assignment_config(default_profile())
     training_config, budget = training_setup(config)
     programs = {name: as_program(name, functions.get(name)) for name in FUNCTION_NAMES}
     with _Session(timeout) as session:
@@ -217,13 +220,13 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
         units_run = session.start(units_request, "units run", units_timeout)
         if speculative:
             trainings.adopt(preamble, programs, units_run)
-        trainings.start(setup_source(), _reference_programs())
+        trainings.start(setup_source(), _reference_programs(config))
         reference_outputs(config)
         untrained = evaluator.untrained_metrics()
 
         verdicts, passed = _unit_verdicts(units_run, config, programs)
         training_programs = {name: programs[name] if passed[name] else
-                             _reference_programs()[name] for name in FUNCTION_NAMES}
+                             _reference_programs(config)[name] for name in FUNCTION_NAMES}
         if training_programs != programs:
             trainings.cancel(preamble, programs)
         if not any(passed.values()):
@@ -231,7 +234,7 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
                 False, 0.0, "training: none of your three functions passed its test, so there "
                             "is nothing of yours to train. Fix them first.")
             return verdicts
-        reference = _reference_metrics(trainings)
+        reference = _reference_metrics(trainings, config)
         try:
             student = trainings.metrics(preamble, training_programs, "your",
                                         secret=not all(passed.values()))
@@ -243,9 +246,9 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
         return verdicts
 
 
-def _reference_metrics(trainings):
+def _reference_metrics(trainings, config):
     try:
-        return trainings.metrics(setup_source(), _reference_programs(), "the reference")
+        return trainings.metrics(setup_source(), _reference_programs(config), "the reference")
     except Unusable as problem:
         raise GraderError(f"the reference training run failed: {problem}") from None
 
@@ -281,5 +284,5 @@ def measure_reference_spread(config, seeds, cache_dir=None, timeout=None):
     training_config, budget = training_setup(config)
     with _Session(timeout) as session:
         return {seed: _reference_metrics(_TrainingRuns(session, Evaluator(
-                    training_config, budget, seed, cache_dir or default_cache_dir())))
+                    training_config, budget, seed, cache_dir or default_cache_dir())), config)
                 for seed in seeds}

@@ -3,11 +3,15 @@
 There is one source of truth: the solution cells of the instructor notebook
 `solutions/ddim/ddim.ipynb`. `solution_cells.py` reads them and this module builds the reference
 from them, so the reference that grades students and the solution that instructors read and edit
-cannot drift apart.
+cannot drift apart. A variant replaces the functions it changes (`variant_solutions.py`); the
+reference follows the variant that a configuration has (its schedule and prediction).
 """
 
+from functools import cache
+from pathlib import Path
 from types import SimpleNamespace
 
+from autograder import variant_solutions
 from autograder.solution_cells import (  # noqa: F401 (the reference's sources, re-exported)
     FUNCTION_NAMES,
     SETUP_CELL,
@@ -16,7 +20,12 @@ from autograder.solution_cells import (  # noqa: F401 (the reference's sources, 
     setup_source,
     solution_sources,
 )
+from autograder.variant_solutions import variant_solution_sources
 from diffusion_course.ddim import DiffusionModel
+from diffusion_course.variants import DEFAULT_VARIANT, variant_of
+
+# what the reference depends on besides the notebook (a grader cache's code hash includes it)
+REFERENCE_SOURCE_FILES = (SOLUTION_NOTEBOOK, Path(variant_solutions.__file__))
 
 
 def define_functions(sources, preamble):
@@ -30,16 +39,49 @@ def define_functions(sources, preamble):
     return functions
 
 
-REFERENCE_FUNCTIONS = define_functions(solution_sources(), setup_source())
+@cache
+def variant_functions(variant_name):
+    """{name: function} of a variant's solution."""
+    return define_functions(variant_solution_sources(variant_name), setup_source())
+
+
+def reference_sources(config):
+    """{name: source} of the solution of the variant that `config` has."""
+    return variant_solution_sources(_variant_name(config))
+
+
+def reference_functions(config):
+    """{name: function} of the solution of the variant that `config` has."""
+    return variant_functions(_variant_name(config))
+
+
+def _variant_name(config):
+    found = variant_of(config)
+    if found is None:
+        raise ValueError(f"no variant of the assignment has schedule={config.schedule!r} with "
+                         f"prediction={config.prediction!r}: see diffusion_course/variants.py")
+    return found.name
+
+
+REFERENCE_FUNCTIONS = variant_functions(DEFAULT_VARIANT)
+
+
+def _follows_the_variant(name):
+    def method(self, *args, **kwargs):
+        return reference_functions(self.config)[name](self, *args, **kwargs)
+    method.__name__ = name
+    return method
+
 
 ReferenceDiffusionModel = type(
     "ReferenceDiffusionModel", (DiffusionModel,),
-    {**REFERENCE_FUNCTIONS, "__doc__": "DDIM with the solution notebook's three functions.",
+    {**{name: _follows_the_variant(name) for name in FUNCTION_NAMES},
+     "__doc__": "DDIM with the solution's three functions, those of its config's variant.",
      "__module__": __name__})
 
 
 def reference_diffusion_schedule(diffusion_times, min_signal_rate, max_signal_rate):
-    """The reference schedule as a plain function of the two bounds."""
+    """The default variant's reference schedule as a plain function of the two bounds."""
     holder = SimpleNamespace(config=SimpleNamespace(min_signal_rate=min_signal_rate,
                                                     max_signal_rate=max_signal_rate))
     return REFERENCE_FUNCTIONS["diffusion_schedule"](holder, diffusion_times)

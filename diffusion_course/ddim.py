@@ -28,16 +28,14 @@ from diffusion_course.devices import (
 )
 from diffusion_course.losses import LOSS_NAMES, diffusion_losses
 from diffusion_course.networks import build_residual_unet, copy_network, update_ema_weights
-
-# the schedule and prediction type of the assignment's three functions
-ASSIGNMENT_DESIGN = {"schedule": "assignment-cosine", "prediction": "noise"}
+from diffusion_course.variants import ASSIGNMENT_DESIGNS
 
 
 class DiffusionModel(keras.Model):
     """A denoising diffusion model, with an EMA copy of its network used for sampling."""
 
     # whether the subclass's three functions follow the configuration's schedule and prediction
-    # type; the assignment's implement only ASSIGNMENT_DESIGN
+    # type; the assignment's implement only a variant's (variants.ASSIGNMENT_DESIGNS)
     follows_configured_design = False
 
     def __init__(self, config, seed=None, **kwargs):
@@ -159,9 +157,12 @@ class DiffusionModel(keras.Model):
 
 
 def _require_assignment_design(config):
-    chosen = {name: getattr(config, name) for name in ASSIGNMENT_DESIGN}
-    if chosen != ASSIGNMENT_DESIGN:
+    chosen = (config.schedule, config.prediction)
+    if chosen not in ASSIGNMENT_DESIGNS:
+        designs = ", ".join(f"{schedule} with {prediction} prediction"
+                            for schedule, prediction in ASSIGNMENT_DESIGNS)
         raise ConfigError(
-            f"The assignment's DDIM functions implement {ASSIGNMENT_DESIGN}, but the "
-            f"configuration asks for {chosen}. Use the library's model for other designs "
+            f"The assignment's DDIM functions implement a variant's schedule and prediction "
+            f"({designs}), but the configuration asks for {chosen[0]} with {chosen[1]} "
+            "prediction. Use the library's model for other designs "
             "(diffusion_course.models.build_model(\"ddim\", config)), or keep these settings.")

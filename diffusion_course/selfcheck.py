@@ -15,6 +15,22 @@ from types import MethodType, SimpleNamespace
 import numpy as np
 from keras import ops
 
+from diffusion_course.variants import FAMILIES, TARGETS
+
+# what each schedule family moves linearly in t, from the rates (n, s); see variants.py
+LINEAR_QUANTITIES = {
+    "assignment-cosine": lambda n, s: np.arccos(s),
+    "linear": lambda n, s: n**2,
+    "log-snr-linear": lambda n, s: np.log(s**2) - np.log(n**2),
+    "log-signal-linear": lambda n, s: np.log(s**2),
+}
+# the target a network predicts, given the clean images x0, the noises ε and the rates (n, s)
+TRUE_TARGETS = {
+    "noise": lambda images, noises, n, s: noises,
+    "image": lambda images, noises, n, s: images + 0.0 * noises,  # one per noisy image
+    "velocity": lambda images, noises, n, s: s * noises - n * images,  # v = s·ε − n·x0
+}
+
 
 class SelfCheckError(AssertionError):
     """A self-check failed; the message says what was expected and what came back."""
@@ -81,11 +97,28 @@ def check_diffusion_schedule(diffusion_schedule, config):
             f"{signal_rates[-1].item():.4f}")
     _expect(np.all(np.diff(signal_rates.ravel()) < 0),
             "signal_rates should decrease as diffusion time grows")
+    _check_family(noise_rates.ravel().astype(np.float64), signal_rates.ravel().astype(np.float64),
+                  times.ravel().astype(np.float64), config)
     return "diffusion_schedule: all self-checks passed"
 
 
+def _check_family(noise_rates, signal_rates, times, config):
+    """This term's family: its quantity is linear in t between its values at the two ends."""
+    family = FAMILIES[config.schedule]
+    with np.errstate(all="ignore"):
+        quantity = LINEAR_QUANTITIES[config.schedule](noise_rates, signal_rates)
+    line = quantity[0] + times * (quantity[-1] - quantity[0])
+    error = np.abs(quantity - line)
+    worst = int(np.nanargmax(error)) if np.isfinite(error).any() else 0
+    _expect(np.all(error < 1e-3 * (1.0 + np.abs(quantity[-1] - quantity[0]))),
+            f"this term's schedule is the {family.title} schedule: {family.linear_quantity} "
+            f"should change linearly with t; at t={times[worst]:.1f} it is {quantity[worst]:.4f}"
+            f", not {line[worst]:.4f} on the line between its values at t=0 and t=1")
+
+
 def check_denoise(denoise, config, seed=0):
-    """With a network that knows the true noise, denoise must give back the clean images."""
+    """With a network that knows its true target (this term's: noise, image or velocity),
+    denoise must give back the clean images and the noise."""
     rng = np.random.default_rng(seed)
     size = config.image_size
     images = rng.standard_normal((3, size, size, 3)).astype("float32")
@@ -94,17 +127,19 @@ def check_denoise(denoise, config, seed=0):
     signal_rates = np.sqrt(1.0 - noise_rates**2)
     noisy_images = signal_rates * images + noise_rates * noises
 
-    def true_noise(_, noise_variances):
-        # this stand-in only knows the noise if it is told the noise *variance*
+    target = TARGETS[config.prediction]
+
+    def true_target(_, noise_variances):
+        # this stand-in only knows the target if it is told the noise *variance*
         _expect(np.allclose(noise_variances.reshape(-1), (noise_rates**2).reshape(-1),
                             atol=1e-5),
                 f"the network should receive the noise variance noise_rate² = "
                 f"{np.round(noise_rates.ravel()**2, 3)}, got "
                 f"{np.round(noise_variances.ravel(), 3)}")
-        return noises
+        return TRUE_TARGETS[config.prediction](images, noises, noise_rates, signal_rates)
 
-    network = _RecordingNetwork("network", true_noise)
-    ema_network = _RecordingNetwork("ema_network", true_noise)
+    network = _RecordingNetwork("network", true_target)
+    ema_network = _RecordingNetwork("ema_network", true_target)
     model = _model_with({"denoise": denoise}, config, network, ema_network)
 
     for training, expected_network in ((True, network), (False, ema_network)):
@@ -117,11 +152,15 @@ def check_denoise(denoise, config, seed=0):
                 f"with training={training} denoise should call self.{expected_network.name} "
                 f"once; calls: network={len(network.calls)}, "
                 f"ema_network={len(ema_network.calls)}")
-        _expect(np.allclose(pred_noises, noises, atol=1e-5),
-                "pred_noises should be the network's output")
+        error = np.abs(pred_noises - noises).max()
+        _expect(error < 1e-3,
+                f"this term the network predicts {target.what}; {target.identities}. With the "
+                f"true target, pred_noises should equal the true noise; the largest difference "
+                f"is {error:.4f}")
         error = np.abs(pred_images - images).max()
         _expect(error < 1e-3,
-                f"with the true noise, pred_images should equal the clean images; the largest "
+                f"this term the network predicts {target.what}; {target.identities}. With the "
+                f"true target, pred_images should equal the clean images; the largest "
                 f"difference is {error:.4f}")
     return "denoise: all self-checks passed"
 
@@ -155,8 +194,14 @@ def check_reverse_diffusion(reverse_diffusion, diffusion_schedule, denoise, conf
         signal_rates = np.sqrt(1.0 - noise_variances)
         return (noisy_images - signal_rates * target) / noise_rates
 
-    network = _RecordingNetwork("network", oracle_noise)
-    ema_network = _RecordingNetwork("ema_network", oracle_noise)
+    def oracle(noisy_images, noise_variances):
+        """This term's target for the image the oracle knows."""
+        return TRUE_TARGETS[config.prediction](target, oracle_noise(noisy_images, noise_variances),
+                                               np.sqrt(noise_variances),
+                                               np.sqrt(1.0 - noise_variances))
+
+    network = _RecordingNetwork("network", oracle)
+    ema_network = _RecordingNetwork("ema_network", oracle)
     model = _model_with({"reverse_diffusion": reverse_diffusion,
                          "diffusion_schedule": diffusion_schedule, "denoise": denoise},
                         config, network, ema_network)

@@ -14,6 +14,7 @@ from string import Template
 from autograder.bundle import no_answers
 from autograder.bundle.imports import design_space_imports
 from autograder.bundle.parts import REPO_ROOT, pinned_requirements
+from autograder.bundle.variant import SETTING, write_setting
 from autograder.bundle.wheel import build_wheel
 from diffusion_course import __version__
 
@@ -86,14 +87,19 @@ def write_install_files(staged, wheel_path, repo_root=REPO_ROOT):
         + "".join(f"      - {line}\n" for line in lines))
 
 
-def build_bundle(part, out, force=False, repo_root=REPO_ROOT):
-    """Builds `part` (parts.STUDENT or parts.DESIGN_SPACE) into the folder `out`; returns it."""
+def build_bundle(part, out, force=False, repo_root=REPO_ROOT, variant_name=None):
+    """Builds `part` (parts.STUDENT or parts.DESIGN_SPACE) into the folder `out`; returns it.
+
+    variant_name: the assignment variant that the student wheel names (default: the
+    repository's setting, diffusion_course/course_variant.py)."""
     out = Path(out).absolute()
     check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as work:
         staged = Path(work) / part.name
         library_files = part.library_files(repo_root)
+        if variant_name is not None and SETTING in library_files:
+            library_files[SETTING] = write_setting(variant_name, Path(work) / "setting")
         if not part.design_space:
             check_no_design_space([(inside, path.read_text())
                                    for inside, path in library_files.items()])

@@ -7,7 +7,8 @@ name and constant replaced by one placeholder, docstrings dropped (comments are 
 A function holds an answer when the solution function's statements occur in its body in order,
 shape for shape. So a renamed copy of `denoise` matches, and so does the schedule's formula
 written as a class method (`self.config.max_signal_rate` as `self.max_signal_rate`, or as its
-number). The solution functions are read from `solutions/ddim/ddim.ipynb`.
+number). The solution functions are every variant's (`autograder/variant_solutions.py`): the
+solution notebook's, and the schedules and denoise functions that the other variants ask for.
 """
 
 import ast
@@ -18,7 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.solution_cells import solution_sources
+from autograder.variant_solutions import variant_solution_sources
+from diffusion_course.variants import VARIANTS
 
 OPERANDS = (ast.Name, ast.Attribute, ast.Constant)
 # IPython syntax that is not Python: `%magic`, `!shell`, `?help`
@@ -75,12 +77,17 @@ def _occurs_in_order(needle, haystack):
 
 
 def answer_shapes(sources=None):
-    """{solution function name: its body's shape}, from the solution notebook by default."""
+    """{solution function name: [its body's shapes]}, of every variant's solution by default."""
+    every_solution = [sources] if sources else [variant_solution_sources(name)
+                                                for name in VARIANTS]
     shapes = {}
-    for name, source in (sources or solution_sources()).items():
-        functions = [node for node in ast.walk(ast.parse(source))
-                     if isinstance(node, ast.FunctionDef) and node.name == name]
-        shapes[name] = body_shape(functions[0])
+    for solution in every_solution:
+        for name, source in solution.items():
+            functions = [node for node in ast.walk(ast.parse(source))
+                         if isinstance(node, ast.FunctionDef) and node.name == name]
+            found = shapes.setdefault(name, [])
+            if body_shape(functions[0]) not in found:
+                found.append(body_shape(functions[0]))
     return shapes
 
 
@@ -92,8 +99,9 @@ def answers_in_source(source, where, answers):
         return [Finding(where, 0, "", "")]
     return [Finding(where, node.lineno, node.name, answer)
             for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            for answer, answer_body in answers.items()
-            if _occurs_in_order(answer_body, body_shape(node))]
+            for answer, answer_bodies in answers.items()
+            if any(_occurs_in_order(answer_body, body_shape(node))
+                   for answer_body in answer_bodies)]
 
 
 def _without_ipython_lines(source):

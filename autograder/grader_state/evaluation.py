@@ -17,7 +17,7 @@ import numpy as np
 from keras import ops
 
 from autograder.grader_state.cache import MetricsCache, code_hash
-from autograder.reference import SOLUTION_NOTEBOOK, ReferenceDiffusionModel
+from autograder.reference import REFERENCE_SOURCE_FILES, ReferenceDiffusionModel
 from autograder.runner.stand_ins import to_numpy
 from diffusion_course.kid import (
     INCEPTION_WEIGHTS_FILE,
@@ -59,7 +59,7 @@ class Evaluator:
         self.diffusion_times = rng.uniform(size=(image_shape[0], 1, 1, 1)).astype("float32")
         self.features = kid_feature_kind()
         self._encoder = None
-        self.code_hash = code_hash([SOLUTION_NOTEBOOK])
+        self.code_hash = code_hash(REFERENCE_SOURCE_FILES)
 
     @property
     def encoder(self):

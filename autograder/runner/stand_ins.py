@@ -7,7 +7,7 @@ on the very same ones, in its own process, so "expected" is the reference's outp
    bounds and with other bounds (hard-coded bounds show up there);
 2. denoise with two affine stand-in networks, distinct for self.network and self.ema_network,
    whose outputs tell which one ran and which noise level it was given, and with an oracle
-   network that returns the true noise;
+   network that returns the true target of the variant (noise, image or velocity);
 3. reverse_diffusion with a probe schedule and a probe denoise (not the assignment's: log-SNR
    linear in time, image prediction) that log every call, for 1, 5 and 20 steps, and with an
    oracle that knows the clean image.
@@ -54,25 +54,22 @@ def affine_network(image_size, image_gain, variance_gain, name):
     return keras.Model([noisy_images, noise_variances], outputs, name=name)
 
 
-def noise_oracle_network(clean_image, name="noise_oracle"):
-    """Knows the clean image x0, so returns the exact noise (x - √(1 - v)·x0) / √v."""
+def target_oracle_network(clean_image, prediction, name="target_oracle"):
+    """Knows the clean image x0, so returns the exact target that `prediction` names for the
+    noisy image x at noise variance v = n² (s = √(1 − v)): the noise ε = (x − s·x0)/n, the image
+    x0, or the velocity v = s·ε − n·x0 = (s·x − x0)/n (since s² + n² = 1)."""
     image_size = clean_image.shape[1]
     noisy_images = keras.Input(shape=(image_size, image_size, 3))
     noise_variances = keras.Input(shape=(1, 1, 1))
+    targets = {
+        "noise": lambda x, s, n: (x - s * clean_image) / n,
+        "image": lambda x, s, n: 0.0 * x + clean_image,
+        "velocity": lambda x, s, n: (s * x - clean_image) / n,
+    }
     outputs = layers.Lambda(
-        lambda inputs: (inputs[0] - ops.sqrt(1.0 - inputs[1]) * clean_image)
-        / ops.sqrt(inputs[1])
+        lambda inputs: targets[prediction](inputs[0], ops.sqrt(1.0 - inputs[1]),
+                                           ops.sqrt(inputs[1]))
     )([noisy_images, noise_variances])
-    return keras.Model([noisy_images, noise_variances], outputs, name=name)
-
-
-def image_oracle_network(clean_image, name="image_oracle"):
-    """Knows the clean image x0 and predicts it, whatever the input."""
-    image_size = clean_image.shape[1]
-    noisy_images = keras.Input(shape=(image_size, image_size, 3))
-    noise_variances = keras.Input(shape=(1, 1, 1))
-    outputs = layers.Lambda(lambda inputs: 0.0 * inputs[0] + clean_image)(
-        [noisy_images, noise_variances])
     return keras.Model([noisy_images, noise_variances], outputs, name=name)
 
 
@@ -148,11 +145,12 @@ def schedule_probe(diffusion_schedule, config):
 
 
 def denoise_probe(denoise, config, oracle):
-    """A model with this denoise and the affine stand-ins (or the noise oracle as both
-    networks), and its arguments (noisy_images, noise_rates, signal_rates)."""
+    """A model with this denoise and the affine stand-ins (or, as both networks, the oracle of
+    the target that the config's variant predicts), and its arguments (noisy_images,
+    noise_rates, signal_rates)."""
     inputs = probe_inputs(config)
     if oracle:
-        network = ema_network = noise_oracle_network(inputs["clean_image"])
+        network = ema_network = target_oracle_network(inputs["clean_image"], config.prediction)
     else:
         network, ema_network = stand_in_networks(config)
     model = probe_model(config, {"denoise": denoise}, network, ema_network)
@@ -175,7 +173,7 @@ def reverse_diffusion_probe(reverse_diffusion, config, oracle):
 
     inputs = probe_inputs(config)
     if oracle:
-        network = ema_network = image_oracle_network(inputs["clean_image"])
+        network = ema_network = target_oracle_network(inputs["clean_image"], "image")
     else:
         network, ema_network = stand_in_networks(config)
     methods = {"reverse_diffusion": reverse_diffusion, "diffusion_schedule": probe_schedule,

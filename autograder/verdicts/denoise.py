@@ -1,17 +1,31 @@
-"""test_denoise: which network ran, which noise level it got, and the image it gives back."""
+"""test_denoise: which network ran, which noise level it got, and the image it gives back.
+
+The network predicts what the configuration's variant says (`config.prediction`): the noise,
+the image or the velocity; the checks and their messages follow it.
+"""
 
 import numpy as np
 
 from autograder.runner import stand_ins
 from autograder.verdicts.checks import Checks, Unusable, close, largest_difference, pair, rounded
 
+# the network's output, from the returned pair (ε̂, x̂0) at rates (n, s); v = s·ε − n·x0
+NETWORK_OUTPUTS = {
+    "noise": ("its pred_noises are", lambda pred_noises, pred_images, n, s: pred_noises),
+    "image": ("its pred_images are", lambda pred_noises, pred_images, n, s: pred_images),
+    "velocity": ("the velocity that its pair implies, signal_rates * pred_noises - noise_rates "
+                 "* pred_images, is",
+                 lambda pred_noises, pred_images, n, s: s * pred_noises - n * pred_images),
+}
+TARGET_NAMES = {"noise": "the noise", "image": "the clean images", "velocity": "the velocity"}
 
-def _network_that_ran(pred_noises, noisy_images):
-    """Which affine stand-in produced pred_noises, and the noise levels it was given."""
+
+def _network_that_ran(network_outputs, noisy_images):
+    """Which affine stand-in produced the network outputs, and the noise levels it was given."""
     networks = {"self.network": stand_ins.TRAINING_NETWORK_GAINS,
                 "self.ema_network": stand_ins.EMA_NETWORK_GAINS}
     for name, (image_gain, variance_gain) in networks.items():
-        residual = pred_noises - image_gain * noisy_images
+        residual = network_outputs - image_gain * noisy_images
         if residual.shape == noisy_images.shape and np.all(
                 residual.std(axis=(1, 2, 3)) < 1e-4 * (1.0 + np.abs(residual).max())):
             return name, residual.mean(axis=(1, 2, 3)) / variance_gain
@@ -29,8 +43,37 @@ def _received_noise_levels(received, noise_rates, signal_rates):
     return f"got {rounded(received)}"
 
 
+def _identity_check(prediction, pred_noises, pred_images, noisy_images, noise_rates,
+                    signal_rates):
+    """(passed, message): the returned pair against the target's identity (see variants.py)."""
+    if prediction == "image":
+        # ε̂ = (x − s·x̂0) / n, from the student's own x̂0
+        consistent = (noisy_images - signal_rates * pred_images) / noise_rates
+        returned, formula = pred_noises, ("pred_noises should be (noisy_images - signal_rates * "
+                                          "pred_images) / noise_rates, the forward mix solved "
+                                          "for the noise")
+    elif prediction == "velocity":
+        # x̂0 = s·x − n·v̂ and ε̂ = n·x + s·v̂ remix to x = s·x̂0 + n·ε̂, as s² + n² = 1
+        consistent = signal_rates * pred_images + noise_rates * pred_noises
+        returned, formula = noisy_images, ("pred_images should be signal_rates * noisy_images - "
+                                           "noise_rates * pred_velocities and pred_noises "
+                                           "should be noise_rates * noisy_images + signal_rates * "
+                                           "pred_velocities, so that they remix to the noisy "
+                                           "images")
+    else:
+        # x̂0 = (x − n·ε̂) / s, from the student's own ε̂: right even if the network call is wrong
+        consistent = (noisy_images - noise_rates * pred_noises) / signal_rates
+        returned, formula = pred_images, ("pred_images should be (noisy_images - noise_rates * "
+                                          "pred_noises) / signal_rates, the forward mix solved "
+                                          "for the image")
+    return (close(returned, consistent, 1e-4),
+            f"{formula}; they differ by up to {largest_difference(returned, consistent):.3g}")
+
+
 def judge_denoise(outcome, reference, config):
     checks = Checks("denoise")
+    output_name, network_output = NETWORK_OUTPUTS[config.prediction]
+    target = TARGET_NAMES[config.prediction]
     inputs = stand_ins.probe_inputs(config)
     noisy_images = inputs["noisy_images"].astype(np.float64)
     noise_rates, signal_rates = (inputs[name].astype(np.float64)
@@ -44,12 +87,13 @@ def judge_denoise(outcome, reference, config):
         checks.expect(pred_noises.shape == noisy_images.shape == pred_images.shape,
                       f"{call} should return two tensors shaped like the noisy images "
                       f"{noisy_images.shape}, got {pred_noises.shape} and {pred_images.shape}")
-        network, received = _network_that_ran(pred_noises, noisy_images)
+        network, received = _network_that_ran(
+            network_output(pred_noises, pred_images, noise_rates, signal_rates), noisy_images)
         reason = ("the network being trained" if training
                   else "sampling and evaluation use the EMA weights")
         checks.expect(network == expected_network,
-                      f"{call} should predict the noise with {expected_network} ({reason}); "
-                      + ("its pred_noises are the output of neither network on the noisy images"
+                      f"{call} should predict {target} with {expected_network} ({reason}); "
+                      + (f"{output_name} the output of neither network on the noisy images"
                          if network is None else f"it used {network}"))
         expected_variances = noise_rates.ravel() ** 2
         checks.expect(received is not None and close(received, expected_variances, 1e-4),
@@ -57,18 +101,15 @@ def judge_denoise(outcome, reference, config):
                       f"noise_rates**2 = {rounded(expected_variances)}, "
                       + _received_noise_levels(received, noise_rates.ravel(),
                                                signal_rates.ravel()))
-        # x̂0 = (x − n·ε̂) / s, from the student's own ε̂: right even if the network call is wrong
-        consistent_images = (noisy_images - noise_rates * pred_noises) / signal_rates
-        checks.expect(close(pred_images, consistent_images, 1e-4),
-                      f"{call}: pred_images should be (noisy_images - noise_rates * pred_noises)"
-                      f" / signal_rates, the forward mix solved for the image; they differ by "
-                      f"up to {largest_difference(pred_images, consistent_images):.3g}")
+        passed, message = _identity_check(config.prediction, pred_noises, pred_images,
+                                          noisy_images, noise_rates, signal_rates)
+        checks.expect(passed, f"{call}: {message}")
     for training in (True, False):
         (pred_noises, _), (pred_images, _) = pair(
             outcome[f"oracle_training_{training}"],
             f"denoise(..., training={training}) with the oracle network", names)
         checks.expect(close(pred_images, inputs["clean_image"], 1e-4),
-                      f"with a network that returns the true noise, denoise(..., training="
+                      f"with a network that returns {target} exactly, denoise(..., training="
                       f"{training}) should give back the clean images; the largest difference "
                       f"is {largest_difference(pred_images, inputs['clean_image']):.3g}")
     pairs = [(value, expected) for training in (True, False)

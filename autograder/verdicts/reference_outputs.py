@@ -3,7 +3,7 @@
 They are computed here, in the trusted process, once per configuration.
 """
 
-from autograder.reference import REFERENCE_FUNCTIONS
+from autograder.reference import reference_functions
 from autograder.runner import stand_ins
 
 _reference_outputs_by_config = {}
@@ -12,14 +12,15 @@ _reference_outputs_by_config = {}
 def reference_outputs(config):
     """The reference functions' outputs on the runner's probes (computed once per config)."""
     if config not in _reference_outputs_by_config:
+        functions = reference_functions(config)  # those of the config's variant
         outputs = {name: {} for name in stand_ins.FUNCTION_NAMES}
         for bounds in ("course", "other"):
             model, times = stand_ins.schedule_probe(
-                REFERENCE_FUNCTIONS["diffusion_schedule"],
+                functions["diffusion_schedule"],
                 stand_ins.schedule_probe_config(config, bounds))
             outputs["diffusion_schedule"][bounds] = [
                 stand_ins.to_numpy(rates) for rates in model.diffusion_schedule(times)]
-        model, arguments = stand_ins.denoise_probe(REFERENCE_FUNCTIONS["denoise"], config,
+        model, arguments = stand_ins.denoise_probe(functions["denoise"], config,
                                                    oracle=False)
         for training in (True, False):
             outputs["denoise"][training] = [
@@ -27,7 +28,7 @@ def reference_outputs(config):
                 for value in model.denoise(*arguments, training=training)]
         for name, (steps, oracle) in stand_ins.sampler_runs().items():
             model, initial_noise, calls = stand_ins.reverse_diffusion_probe(
-                REFERENCE_FUNCTIONS["reverse_diffusion"], config, oracle)
+                functions["reverse_diffusion"], config, oracle)
             final = stand_ins.to_numpy(model.reverse_diffusion(initial_noise, steps))
             outputs["reverse_diffusion"][name] = {"final": final, "calls": calls,
                                                   "model": model}

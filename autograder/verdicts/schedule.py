@@ -1,9 +1,10 @@
-"""test_diffusion_schedule: the cosine schedule, judged from the runner's records."""
+"""test_diffusion_schedule: the variant's schedule, judged from the runner's records."""
 
 import numpy as np
 
 from autograder.runner import stand_ins
 from autograder.verdicts.checks import Checks, Unusable, close, largest_difference, pair, rounded
+from diffusion_course.variants import FAMILIES
 
 
 def judge_schedule(outcome, reference, config):
@@ -42,7 +43,9 @@ def judge_schedule(outcome, reference, config):
     worst = int(np.argmax(np.abs(signal_rates - expected_signal)
                           + np.abs(noise_rates - expected_noise)))
     checks.expect(close(noise_rates, expected_noise) and close(signal_rates, expected_signal),
-                  f"the rates should follow the cosine schedule between the two bounds; at "
+                  f"the rates should follow the {FAMILIES[config.schedule].title} schedule "
+                  f"(this term's: {FAMILIES[config.schedule].linear_quantity} linear in t) "
+                  f"between the two bounds; at "
                   f"t={times[worst]:.3g} expected noise_rate {expected_noise[worst]:.4f} and "
                   f"signal_rate {expected_signal[worst]:.4f}, got {noise_rates[worst]:.4f} and "
                   f"{signal_rates[worst]:.4f}")
@@ -79,8 +82,10 @@ def _other_bounds_check(record, expected_rates, course_signal_rates):
                 "self.config instead of writing them into the code")
     return (close(noise_rates, expected_noise) and close(signal_rates, expected_signal),
             f"with {setting} in self.config, signal_rate should run from "
-            f"{bounds['max_signal_rate']} to {bounds['min_signal_rate']}, got "
-            f"{signal_rates.ravel()[0]:.4f} to {signal_rates.ravel()[-1]:.4f}{hint}")
+            f"{bounds['max_signal_rate']} to {bounds['min_signal_rate']} along the same "
+            f"schedule, got {signal_rates.ravel()[0]:.4f} to {signal_rates.ravel()[-1]:.4f}, up "
+            f"to {largest_difference(signal_rates, expected_signal):.3g} from the expected "
+            f"signal rates{hint}")
 
 
 def _compiled_check(record, noise_rates, signal_rates):
