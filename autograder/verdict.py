@@ -16,6 +16,7 @@ and the grading run reports FAILED (grader error) and grades the student again.
 import atexit
 import json
 import os
+import sys
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -49,6 +50,9 @@ def _grade_in_background(programs):
 
     def run():
         try:
+            # as in the runner (runner/launch.py): TensorFlow's optional JAX import is 15% of
+            # its start-up, and nothing in a grading process uses JAX
+            sys.modules.setdefault("jax", None)
             from autograder import judge
             from autograder.reference import setup_source
 
