@@ -9,6 +9,8 @@ students save them) and test_judge_training.py (the training verdict).
 
 import copy
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -120,3 +122,13 @@ def nbgrader_sanitize(tmp_path_factory):
 
     return sanitize
 
+
+
+def imported_after(statements, modules):
+    """The names among `modules` that a fresh Python process has imported after `statements`."""
+    probe = (f"import sys; {statements}; "
+             f"print(','.join(sorted(set({sorted(modules)!r}) & set(sys.modules))))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [name for name in result.stdout.strip().split(",") if name]

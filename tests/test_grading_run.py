@@ -268,13 +268,3 @@ def test_the_feedback_reads_well_in_a_real_browser(readme_flow, tmp_path):
     assert "5 more points to be graded by hand" in text
     assert seen["overflowing"] == 0 and not seen["pageWider"], "long lines must wrap"
 
-
-def test_loading_the_grading_configuration_starts_no_tensorflow():
-    """nbgrader loads nbgrader_config.py in every grading process, and so does the similarity
-    report: a TensorFlow import there (about 5 s of CPU) would be paid once more per student."""
-    probe = ("import sys; from autograder.similarity_report import load_settings; "
-             "load_settings(); print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            cwd=REPO_ROOT, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[]"

@@ -14,8 +14,6 @@ import os
 import re
 import signal
 import struct
-import subprocess
-import sys
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -23,8 +21,8 @@ import numpy as np
 import pytest
 from judging import (
     ALL_CELLS,
-    REPO_ROOT,
     honest_notebook,
+    imported_after,
     points,
     sample_programs,
 )
@@ -399,10 +397,13 @@ def test_the_judge_never_imports_tensorflow_datasets():
     imported in a thread of the nbgrader process while nbgrader's main thread talks to the
     kernel, and one of nbgrader's relative imports then failed ("Relative import statements not
     supported"): the whole submission FAILED for a fault of the grader."""
-    probe = ("import sys, autograder.judge, autograder.verdict; "
-             "print('tensorflow_datasets' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            cwd=REPO_ROOT, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "False"
+    assert imported_after("import autograder.judge, autograder.verdict",
+                          {"tensorflow_datasets"}) == []
+
+
+def test_loading_the_grading_configuration_starts_no_tensorflow():
+    """nbgrader loads nbgrader_config.py in every grading process, and so does the similarity
+    report: a TensorFlow import there (about 5 s of CPU) would be paid once more per student."""
+    assert imported_after("from autograder.similarity_report import load_settings; "
+                          "load_settings()", {"tensorflow", "keras"}) == []
 
