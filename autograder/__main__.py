@@ -9,6 +9,7 @@ import importlib
 import sys
 
 COMMANDS = {
+    "grade": "autograder.grade_command",
     "bundle": "autograder.bundle.command",
 }
 

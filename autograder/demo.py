@@ -2,6 +2,8 @@
 
     python -m autograder.demo [--jobs N] [--submissions DIR] [--out DIR] [--regrade | --force]
 
+(`python -m autograder grade --submissions DIR --out COURSE` is the same run for a real class.)
+
 1. checks the submissions folder (one subfolder per student) before touching anything, and
    locks `--out` (a second run on it says who holds it);
 2. generates the student release from `solutions/` into the course folder `--out`;
@@ -29,7 +31,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from autograder import collect, gradebook, report, sandbox, scanner, similarity_report
+from autograder import (
+    collect,
+    grade_command,
+    gradebook,
+    report,
+    sandbox,
+    scanner,
+    similarity_report,
+)
 from autograder.collect import ASSIGNMENT, SubmissionsError
 from autograder.grade_student import grade_student, run_nbgrader, stop, write_result
 from autograder.run_lock import LOCK_FILE, LockedError, course_lock
@@ -164,18 +174,14 @@ def grade_all(out, queue, jobs):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m autograder.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=1, help="students graded in parallel")
-    parser.add_argument("--submissions", default=str(SAMPLE_SUBMISSIONS),
-                        help="a folder with one subfolder of notebooks per student")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="the course folder")
-    again = parser.add_mutually_exclusive_group()
-    again.add_argument("--regrade", action="store_true",
-                       help="grade every student again (default: only those without a result)")
-    again.add_argument("--force", action="store_true",
-                       help="delete the graded class in --out and start over")
+    grade_command.add_arguments(parser, submissions=str(SAMPLE_SUBMISSIONS),
+                                out=str(DEFAULT_OUT))
     arguments = parser.parse_args(argv)
-    if arguments.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {arguments.jobs}")
+    return grade_command.run(arguments, parser)
+
+
+def run(arguments):
+    """Grades `arguments.submissions` into `arguments.out` (see the module's docstring)."""
     try:
         students = collect.student_folders(arguments.submissions)
     except SubmissionsError as error:

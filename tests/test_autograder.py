@@ -179,7 +179,8 @@ def demo(tmp_path_factory):
         shutil.copytree(submissions / (copied or "correct"), submissions / student)
     home.mkdir()
     before = set(planted_files(*PLANTED_LOOKUP_PLACES))
-    command = [sys.executable, "-m", "autograder.demo", "--jobs", "3",
+    # the instructor's command; `python -m autograder.demo` is the same run on the samples
+    command = [sys.executable, "-m", "autograder", "grade", "--jobs", "3",
                "--submissions", str(submissions), "--out", str(out)]
     # the cell timeout interrupts broken-endless-loop; the slowest honest cell (training) took
     # up to 30 s here while the other test workers shared the two cores

@@ -147,13 +147,18 @@ def test_a_timeout_before_any_student_code_ran_is_the_machines_fault():
                          cell("train", True, timed_out=True)]) is None
 
 
-def run_demo(*arguments, env=None):
-    return subprocess.run([sys.executable, "-m", "autograder.demo", *map(str, arguments)],
+GRADING_COMMANDS = {"grade": ["autograder", "grade"], "demo": ["autograder.demo"]}
+
+
+def run_demo(*arguments, env=None, command="demo"):
+    return subprocess.run([sys.executable, "-m", *GRADING_COMMANDS[command],
+                           *map(str, arguments)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
 
 
-def test_bad_submissions_get_a_message_and_never_cost_earlier_grades(tmp_path):
+@pytest.mark.parametrize("command", GRADING_COMMANDS)
+def test_bad_submissions_get_a_message_and_never_cost_earlier_grades(tmp_path, command):
     out = tmp_path / "course"
     out.mkdir()
     for made_by_an_earlier_run in [".autograde-demo", "gradebook.db", "grades.csv"]:
@@ -163,7 +168,7 @@ def test_bad_submissions_get_a_message_and_never_cost_earlier_grades(tmp_path):
     for submissions, message in [(tmp_path / "typo", "does not exist"),
                                  (tmp_path / "a-file", "is not a folder"),
                                  (tmp_path / "empty", "0 submissions")]:
-        result = run_demo("--submissions", submissions, "--out", out)
+        result = run_demo("--submissions", submissions, "--out", out, command=command)
         assert result.returncode != 0 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert sorted(path.name for path in out.iterdir()) == [".autograde-demo", "gradebook.db",
@@ -268,3 +273,12 @@ def test_the_feedback_reads_well_in_a_real_browser(readme_flow, tmp_path):
     assert "5 more points to be graded by hand" in text
     assert seen["overflowing"] == 0 and not seen["pageWider"], "long lines must wrap"
 
+
+
+def test_the_grade_command_asks_for_the_class_and_the_course_folder():
+    result = run_demo(command="grade")
+    assert result.returncode == 2
+    assert "the following arguments are required: --submissions, --out" in result.stderr
+    result = run_demo("--submissions", REPO_ROOT, "--out", REPO_ROOT, "--jobs", "0",
+                      command="grade")
+    assert result.returncode != 0 and "--jobs must be at least 1, got 0" in result.stderr
