@@ -22,8 +22,9 @@ from autograder.runner.cell_names import cell_names
 NOT_RUN_WHILE_GRADING = ("network", "train", "curves", "test_training_kid", "generate")
 # run only for a student cell that reads what they define: load the data, build the KID
 RUN_ONLY_FOR_STUDENT_CELLS = ("data", "kid")
-STUB = ('print("Not run by the autograder: it trains your functions itself, and its verdict is '
-        'in the training test cell. Run the notebook yourself to see these pictures.")\n')
+STUB = ('print("Not run by the autograder: nothing it grades needs this cell (it trains your '
+        'functions itself; that verdict is in the training test cell). Run the notebook '
+        'yourself to see its output.")\n')
 STASH = "autograder_ungraded_sources"  # resources key: {cell index: its code}
 
 

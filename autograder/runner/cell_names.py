@@ -29,8 +29,8 @@ def _tree_names(tree):
             bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
-        elif _magic_code(node) is not None:
-            magic_bound, magic_read = _tree_names(_magic_code(node))
+        elif (magic_code := _magic_code(node)) is not None:
+            magic_bound, magic_read = _tree_names(magic_code)
             bound |= magic_bound
             read |= magic_read
     return bound, read
