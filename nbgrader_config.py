@@ -2,7 +2,7 @@
 
 The course folder is this repository: `solutions/` is the instructor source and `assignment/`
 the student release. Grading runs in a sandboxed kernel and the hidden tests run outside it
-(see autograder/README.md). `python -m autograder.demo` grades the bundled sample submissions.
+(see autograder/README.md). `python -m autograder demo` grades the bundled sample submissions.
 """
 
 import os
@@ -30,13 +30,13 @@ sys.path.insert(0, str(REPO_ROOT))
 # the gradebook's SQLAlchemy warnings are nbgrader's internals, not news for the instructor
 warnings.filterwarnings("ignore", category=SAWarning)
 
-from autograder import gradebook  # noqa: E402
-from autograder.feedback import StudentFeedback  # noqa: E402
-from autograder.hidden_tests import RestoreHiddenTests  # noqa: E402
+from autograder.grading import gradebook  # noqa: E402
+from autograder.grading.feedback import StudentFeedback  # noqa: E402
+from autograder.intake.notebook_reader import NormaliseCells, SubmissionExporter  # noqa: E402
+from autograder.nbgrader_steps.hidden_tests import RestoreHiddenTests  # noqa: E402
+from autograder.nbgrader_steps.ungraded_cells import RestoreUngradedCells, StubUngradedCells  # noqa: E402
+from autograder.nbgrader_steps.verdict_cells import ExternalVerdict, StartVerdict  # noqa: E402
 from autograder.sandbox.kernel import PrivateExecute  # noqa: E402
-from autograder.submission import NormaliseCells, SubmissionExporter  # noqa: E402
-from autograder.ungraded_cells import RestoreUngradedCells, StubUngradedCells  # noqa: E402
-from autograder.verdict import ExternalVerdict, StartVerdict  # noqa: E402
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
 
@@ -50,7 +50,7 @@ c.CourseDirectory.include = ["*.ipynb"]
 
 # The gradebook: sqlite in the course folder by default; NBGRADER_DB_URL switches it to a
 # PostgreSQL server, which many grading processes on a cluster can write at once
-# (autograder/gradebook.py).
+# (autograder/grading/gradebook.py).
 c.CourseDirectory.db_url = gradebook.db_url(c.CourseDirectory.root)
 # nbgrader's own default course id: with the empty default, PostgreSQL (which, unlike sqlite,
 # enforces foreign keys) refuses the assignment for want of its course.
@@ -90,10 +90,11 @@ c.IgnorePattern.pattern = (
 
 # A test cell the student deleted is added back and graded, not left blank.
 c.OverwriteCells.add_missing_cells = True
-# Honest notebooks that nbgrader alone would fail (autograder/submission.py): a byte-order mark,
+# Honest notebooks that nbgrader alone would fail (autograder/intake/notebook_reader.py): a
+# byte-order mark,
 # and copied cells or lost grade_ids, which crash add_missing_cells with KeyError: 'grade_id'.
 # RestoreHiddenTests is nbgrader's OverwriteCells without its false "checksum has changed!"
-# warning on every untouched test cell (autograder/hidden_tests.py).
+# warning on every untouched test cell (autograder/nbgrader_steps/hidden_tests.py).
 c.Autograde.exporter_class = SubmissionExporter
 c.Autograde.sanitize_preprocessors = [
     NormaliseCells,
@@ -105,15 +106,16 @@ c.Autograde.sanitize_preprocessors = [
 ]
 
 # The students' HTML feedback: named tests, each verdict once, wrapped text, no hidden tests,
-# no grader paths, and "not graded yet" for the written summary (autograder/feedback.py).
+# no grader paths, and "not graded yet" for the written summary (autograder/grading/feedback.py).
 c.GenerateFeedback.preprocessors = [StudentFeedback, CSSHTMLHeaderPreprocessor]
 c.HTMLExporter.template_name = "ddim_feedback"  # based on nbgrader's "feedback" template
 c.HTMLExporter.template_file = "student_feedback.html.j2"
 c.HTMLExporter.extra_template_basedirs = [
-    str(REPO_ROOT / "autograder" / "feedback_templates"),
+    str(REPO_ROOT / "autograder" / "grading" / "feedback_templates"),
     str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
 
-# The similarity report beside the grade table (autograder/similarity.py): pairs of students from
+# The similarity report beside the grade table (autograder/similarity/pairs.py): pairs of students
+# from
 # this similarity, submissions against the instructor's solution from this one. On the bundled
 # samples honest independent solutions score 0.00-0.24, copies (verbatim, with renamed names and
 # swapped helpers, with added comments) 1.00. Advice for a person: no grade depends on it.
@@ -123,7 +125,7 @@ c.SimilarityReport.solution_threshold = 0.8
 # The hidden tests: StartVerdict starts the judge on the student's cells (in sandboxed runner
 # processes, beside the kernel); ExternalVerdict replaces each graded test cell's outputs with
 # its verdict, which the kernel cannot forge. The kernel skips the release's training, curves
-# and generation cells, which grade nothing (autograder/ungraded_cells.py).
+# and generation cells, which grade nothing (autograder/nbgrader_steps/ungraded_cells.py).
 c.Autograde.autograde_preprocessors = [
     StartVerdict,
     StubUngradedCells,

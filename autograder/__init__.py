@@ -1,4 +1,4 @@
-"""The instructor side of the course: the reference, the hidden tests and their sandbox."""
+"""The instructor side of the course: the solution, the hidden tests and their sandbox."""
 
 from pathlib import Path
 

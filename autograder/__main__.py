@@ -9,7 +9,8 @@ import importlib
 import sys
 
 COMMANDS = {
-    "grade": "autograder.grade_command",
+    "grade": "autograder.grading.command",
+    "demo": "autograder.grading.demo_command",
     "bundle": "autograder.bundle.command",
 }
 

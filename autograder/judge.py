@@ -12,13 +12,13 @@ calls
 The layout shows the trust boundary:
 - `runner/` runs student code: `student_runner.py` inside the sandbox, started and read by
   `launch.py`, which also tells a student's fault (RunnerFailure) from the grader's (GraderError);
-- `verdicts/` decides: each test cell's checks, against the reference's outputs on the same
+- `verdicts/` decides: each test cell's checks, against the solution's outputs on the same
   probes, computed here;
 - `grader_state/` is trusted state: the training-run evaluation and its private cache.
 
 This module only orchestrates: it starts the runners at once and in parallel (the probes, and a
 training run of the student's functions in case they all pass), judges the probes, trains with
-the reference's function for any that failed, and judges the training run. A fault of the
+the solution's function for any that failed, and judges the training run. A fault of the
 grader raises GraderError: it is never turned into a verdict against the student.
 """
 
@@ -28,17 +28,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from autograder.assignment.forbidden_imports import FORBIDDEN_MODULES, RULE, forbidden_imports
+from autograder.assignment.solution import setup_source, solution_sources_for
 from autograder.errors import GraderError
-from autograder.forbidden_imports import FORBIDDEN_MODULES, RULE, forbidden_imports
 from autograder.grader_state.cache import default_cache_dir
 from autograder.grader_state.evaluation import TRAIN_IMAGES_SEED, Evaluator, UnusableWeights
-from autograder.reference import reference_sources, setup_source
 from autograder.runner.launch import RunnerFailure, RunnerProcess
 from autograder.runner.notebook_pass import what_runs
 from autograder.runner.stand_ins import FUNCTION_NAMES
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
 from autograder.verdicts.checks import Unusable, Verdict, error_text
-from autograder.verdicts.reference_outputs import reference_outputs
+from autograder.verdicts.solution_outputs import solution_outputs
 from autograder.verdicts.training import functions_used, judge_training, training_setup
 from diffusion_course.config import default_profile
 from diffusion_course.variants import assignment_config
@@ -93,9 +93,9 @@ class _TrainingRuns:
     """Training runs keyed by what they train (preamble and `what_runs(programs)`).
 
     The runs are deterministic, so each is run at most once and its metrics are cached: the
-    reference run, and any submission whose training programs equal one trained before (every
-    submission whose failed functions were replaced by the reference's, and whose others are
-    the reference's text, trains exactly the reference).
+    solution run, and any submission whose training programs equal one trained before (every
+    submission whose failed functions were replaced by the solution's, and whose others are
+    the solution's text, trains exactly the solution).
     """
 
     def __init__(self, session, evaluator):
@@ -131,7 +131,7 @@ class _TrainingRuns:
     def start(self, preamble, programs, secret=False):
         """Starts the run unless it is cached or running already.
 
-        secret: the programs hold reference code, so nothing the run prints or raises may reach
+        secret: the programs hold solution code, so nothing the run prints or raises may reach
         the student's feedback.
         """
         if self.needed(preamble, programs):
@@ -171,7 +171,7 @@ class _TrainingRuns:
             return
         if secret:
             raise Unusable(f"training with {who} functions failed (its messages are withheld: "
-                           "the run held reference code)")
+                           "the run held solution code)")
         if "error" in result:
             raise Unusable(f"training with {who} functions {error_text(result['error'])}. "
                            "The train step runs them inside tf.function")
@@ -180,9 +180,9 @@ class _TrainingRuns:
         raise Unusable(f"{who} training run could not define the functions: {errors}")
 
 
-def _reference_programs(config):
+def _solution_programs(config):
     """The solution of the config's variant, as programs."""
-    return {name: as_program(name, source) for name, source in reference_sources(config).items()}
+    return {name: as_program(name, source) for name, source in solution_sources_for(config).items()}
 
 
 def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None):
@@ -195,10 +195,10 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
     config: the DDIMConfig to grade with (default: the machine's default profile, with the
         course's variant, variants.assignment_config); its profile
         picks the training budget, verdicts.training.TRAINING_BUDGETS[config.profile].
-    seed: seeds the training runs; the reference run uses the same one.
+    seed: seeds the training runs; the solution's run uses the same one.
     timeout: seconds for each runner process (default: UNITS_TIMEOUT_S for the probes and the
         budget's timeout_s for a training run).
-    cache_dir: where the reference and untrained metrics are kept (default_cache_dir()).
+    cache_dir: where the solution and untrained metrics are kept (default_cache_dir()).
     """
     config = config or assignment_config(default_profile())
     training_config, budget = training_setup(config)
@@ -220,13 +220,13 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
         units_run = session.start(units_request, "units run", units_timeout)
         if speculative:
             trainings.adopt(preamble, programs, units_run)
-        trainings.start(setup_source(), _reference_programs(config))
-        reference_outputs(config)
+        trainings.start(setup_source(), _solution_programs(config))
+        solution_outputs(config)
         untrained = evaluator.untrained_metrics()
 
         verdicts, passed = _unit_verdicts(units_run, config, programs)
         training_programs = {name: programs[name] if passed[name] else
-                             _reference_programs(config)[name] for name in FUNCTION_NAMES}
+                             _solution_programs(config)[name] for name in FUNCTION_NAMES}
         if training_programs != programs:
             trainings.cancel(preamble, programs)
         if not any(passed.values()):
@@ -234,23 +234,23 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
                 False, 0.0, "training: none of your three functions passed its test, so there "
                             "is nothing of yours to train. Fix them first.")
             return verdicts
-        reference = _reference_metrics(trainings, config)
+        solution = _solution_metrics(trainings, config)
         try:
             student = trainings.metrics(preamble, training_programs, "your",
                                         secret=not all(passed.values()))
         except Unusable as problem:
             verdicts[TRAINING_TEST_CELL] = Verdict(False, 0.0, f"training: {problem}")
             return verdicts
-        verdicts[TRAINING_TEST_CELL] = judge_training(student, reference, untrained, budget,
+        verdicts[TRAINING_TEST_CELL] = judge_training(student, solution, untrained, budget,
                                                       functions_used(passed))
         return verdicts
 
 
-def _reference_metrics(trainings, config):
+def _solution_metrics(trainings, config):
     try:
-        return trainings.metrics(setup_source(), _reference_programs(config), "the reference")
+        return trainings.metrics(setup_source(), _solution_programs(config), "the solution")
     except Unusable as problem:
-        raise GraderError(f"the reference training run failed: {problem}") from None
+        raise GraderError(f"the solution training run failed: {problem}") from None
 
 
 def _forbidden_import_verdict(name, program):
@@ -275,14 +275,14 @@ def _unit_verdicts(units_run, config, programs):
             {name: verdict.passed for name, verdict in by_function.items()})
 
 
-def measure_reference_spread(config, seeds, cache_dir=None, timeout=None):
-    """{seed: metrics} of the reference trained with each seed: the spread behind the margins.
+def measure_solution_spread(config, seeds, cache_dir=None, timeout=None):
+    """{seed: metrics} of the solution trained with each seed: the spread behind the margins.
 
-    Each run is cached like a grading's reference run, so grading with one of these seeds later
+    Each run is cached like a grading's solution run, so grading with one of these seeds later
     reuses it. Run it on the machine that grades, for each profile, before trusting the margins.
     """
     training_config, budget = training_setup(config)
     with _Session(timeout) as session:
-        return {seed: _reference_metrics(_TrainingRuns(session, Evaluator(
+        return {seed: _solution_metrics(_TrainingRuns(session, Evaluator(
                     training_config, budget, seed, cache_dir or default_cache_dir())), config)
                 for seed in seeds}

@@ -4,7 +4,7 @@ and after: the code of a git revision (default `main`) against this working tree
     python benchmarks/autograde_speed.py [--students correct,untouched,...|all] [--baseline REV]
                                          [--jobs N]
 
-Each sample submission is graded by `python -m autograder.demo --jobs 1` with each code (the
+Each sample submission is graded by `python -m autograder demo --jobs 1` with each code (the
 baseline exported with `git archive` into a temporary folder), alternately, so that both see the
 same load on a shared machine; the time is nbgrader's, per submission, from the demo's grade
 table. Each code first grades `correct` once, untimed, to fill its own cache of the reference
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SUBMISSIONS = REPO_ROOT / "autograder" / "submissions"
+SUBMISSIONS = REPO_ROOT / "autograder" / "samples" / "submissions"
 TARGET_S = {1: 10, 2: 6}  # seconds per submission at --jobs 1 and 2, on this 2-core CPU
 
 

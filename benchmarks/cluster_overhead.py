@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from autograder.cluster import slurm  # noqa: E402
-from autograder.gradebook import DB_URL_VARIABLE  # noqa: E402
+from autograder.grading.gradebook import DB_URL_VARIABLE  # noqa: E402
 
 ASSIGNMENT = "benchmark"
 CELLS = {"test_diffusion_schedule": 3, "test_denoise": 3, "test_reverse_diffusion": 4,

@@ -7,7 +7,8 @@ notebook under submitted/) with N synthetic submissions: each function written i
 correct styles (the reference, honest-independent-a, honest-independent-b) with every name
 renamed at random, plus a cell of the student's own helpers drawn at random, so that most pairs
 differ and some coincide. Then it times `write_similarity_report` on it (every pair: N(N-1)/2
-comparisons), and on the bundled sample class (autograder/submissions/), in this process after
+comparisons), and on the bundled sample class (autograder/samples/submissions/), in this process
+after
 the imports that a grading run has made already (nbgrader, nbformat).
 """
 
@@ -28,8 +29,9 @@ import nbgrader.api  # noqa: F401 (a grading run has imported it before the repo
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from autograder import collect, sample_submissions  # noqa: E402
-from autograder.similarity_samples import INDEPENDENT_A, INDEPENDENT_B  # noqa: E402
+from autograder.intake import collect  # noqa: E402
+from autograder.samples import catalogue  # noqa: E402
+from autograder.samples.copies import INDEPENDENT_A, INDEPENDENT_B  # noqa: E402
 
 KEPT_NAMES = {"self", "ops", "math", "range", "zip", "bool", "True", "False", "None", "float",
               "len", "print", "sum", "min", "max", "abs", "enumerate", "list"}
@@ -59,7 +61,7 @@ def helper_cell(generator):
 
 def synthetic_notebook(generator, styles):
     answers = {name: renamed(generator.choice(styles)[name], generator) for name in styles[0]}
-    notebook = sample_submissions._notebook_with(answers)
+    notebook = catalogue._notebook_with(answers)
     notebook["cells"].insert(3, {"cell_type": "code", "execution_count": None, "id": "own",
                                  "metadata": {}, "outputs": [], "source": helper_cell(generator)})
     return notebook
@@ -76,7 +78,7 @@ def course_folder(root, notebooks):
 
 
 def timed_report(course_root, submissions=None):
-    from autograder.similarity_report import write_similarity_report
+    from autograder.similarity.report import write_similarity_report
 
     started = time.perf_counter()
     summary = write_similarity_report(course_root, submissions)
@@ -90,9 +92,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()
     generator = random.Random(arguments.seed)
-    styles = [sample_submissions.solution_sources(), INDEPENDENT_A, INDEPENDENT_B]
+    styles = [catalogue.solution_sources(), INDEPENDENT_A, INDEPENDENT_B]
     started = time.perf_counter()
-    from autograder import similarity_report  # noqa: F401 (copydetect, matplotlib, jinja2)
+    from autograder.similarity import report as similarity_report  # noqa: F401 (copydetect, matplotlib, jinja2)
     print(f"import of the report's modules: {time.perf_counter() - started:.1f} s")
     with tempfile.TemporaryDirectory() as temporary:
         notebooks = {f"student-{index:03d}": synthetic_notebook(generator, styles)
@@ -106,9 +108,9 @@ def main():
         bundled = Path(temporary) / "bundled"
         for folder in ("assignment", "solutions"):
             shutil.copytree(REPO_ROOT / folder / "ddim", bundled / folder / "ddim")
-        for student in collect.student_folders(sample_submissions.SUBMISSIONS):
-            collect.collect_student(sample_submissions.SUBMISSIONS, student, bundled)
-        seconds, summary = timed_report(bundled, sample_submissions.SUBMISSIONS)
+        for student in collect.student_folders(catalogue.SUBMISSIONS):
+            collect.collect_student(catalogue.SUBMISSIONS, student, bundled)
+        seconds, summary = timed_report(bundled, catalogue.SUBMISSIONS)
         students = len(list((bundled / "submitted").iterdir()))
         print(f"the bundled class ({students} students collected): {seconds:.1f} s")
         print(f"  {summary}")

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
-from autograder.reference import REFERENCE_FUNCTIONS, ReferenceDiffusionModel  # noqa: E402
+from autograder.assignment.solution import SOLUTION_FUNCTIONS, SolutionDiffusionModel  # noqa: E402
 from diffusion_course.cli.common import SWITCH_CHOICES  # noqa: E402
 from diffusion_course.config import PROFILES, DDIMConfig  # noqa: E402
 from diffusion_course.data import load_ddim_splits  # noqa: E402
@@ -63,8 +63,8 @@ CURVE_POINTS = 10  # rows of the loss table
 class SeedStyleDiffusionModel(keras.Model):
     """The Keras DDIM text's training code, with the course's schedule and `denoise`."""
 
-    diffusion_schedule = REFERENCE_FUNCTIONS["diffusion_schedule"]
-    denoise = REFERENCE_FUNCTIONS["denoise"]
+    diffusion_schedule = SOLUTION_FUNCTIONS["diffusion_schedule"]
+    denoise = SOLUTION_FUNCTIONS["denoise"]
 
     def __init__(self, config):
         super().__init__()
@@ -175,7 +175,7 @@ def train_seed_style(config, initial_weights, args):
 
 
 def train_ours(config, initial_weights, args):
-    model = ReferenceDiffusionModel(config, seed=args.seed)
+    model = SolutionDiffusionModel(config, seed=args.seed)
     model.adapt_normalizer(batches(config, args.seed).take(10))
     model.compile()
     return timed_fit(model, initial_weights, config, args)

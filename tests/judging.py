@@ -19,17 +19,15 @@ import traitlets.config
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearSolutions, ComputeChecksums, LockCells, SaveCells
 
-from autograder import (
-    sample_submissions,
-)
-from autograder.judge import grade
-from autograder.mistakes import (
-    FUNCTION_NAMES,
-)
-from autograder.reference import setup_source
-from autograder.submission import (
+from autograder.assignment.solution import setup_source
+from autograder.intake.notebook_reader import (
     function_programs,
     read_notebook_text,
+)
+from autograder.judge import grade
+from autograder.samples import catalogue
+from autograder.samples.mistakes import (
+    FUNCTION_NAMES,
 )
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL
 from diffusion_course.config import DDIMConfig
@@ -57,14 +55,14 @@ def grade_submission(tmp_path_factory):
 
 def sample_programs(sample):
     """The judge's programs of a committed sample submission, read as nbgrader's hook reads it."""
-    text = (sample_submissions.SUBMISSIONS / sample / sample_submissions.NOTEBOOK).read_text(
+    text = (catalogue.SUBMISSIONS / sample / catalogue.NOTEBOOK).read_text(
         encoding="utf-8")
     return function_programs(read_notebook_text(text), FUNCTION_NAMES)
 
 
 def points(verdicts):
     """{test cell: points} as nbgrader scores the verdicts (a failed cell scores 0)."""
-    return {cell: sample_submissions.POINTS[cell] * verdict.score_fraction if verdict.passed
+    return {cell: catalogue.POINTS[cell] * verdict.score_fraction if verdict.passed
             else 0 for cell, verdict in verdicts.items()}
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import sample_submissions, sandbox, ungraded_cells
-from autograder.attacks import ATTACKS, PLANTED
-from autograder.reference import solution_sources
-from autograder.ungraded_cells import RestoreUngradedCells, StubUngradedCells
+from autograder import sandbox
+from autograder.assignment.solution import solution_sources
+from autograder.nbgrader_steps import ungraded_cells
+from autograder.nbgrader_steps.ungraded_cells import RestoreUngradedCells, StubUngradedCells
+from autograder.samples import catalogue
+from autograder.samples.attacks import ATTACKS, PLANTED
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RELEASE = REPO_ROOT / "assignment" / "ddim" / "ddim.ipynb"
@@ -78,18 +80,18 @@ def test_the_release_holds_no_solution():
 
 
 def test_the_sample_submissions_are_up_to_date(tmp_path):
-    built = sample_submissions.build(tmp_path / "submissions")
-    committed = sample_submissions.SUBMISSIONS
+    built = catalogue.build(tmp_path / "submissions")
+    committed = catalogue.SUBMISSIONS
     assert built == sorted(path.name for path in committed.iterdir())
     for path in (tmp_path / "submissions").rglob("*"):
         twin = committed / path.relative_to(tmp_path / "submissions")
         assert path.is_symlink() == twin.is_symlink(), twin
         if path.is_file():
             assert twin.read_bytes() == path.read_bytes(), (
-                f"{twin} is stale: run `python -m autograder.sample_submissions`")
-    special = sample_submissions.build(tmp_path / "special", special_files=True)
-    assert set(special) - set(built) == set(sample_submissions.SPECIAL_FILE_SAMPLES)
-    assert set(special) == set(sample_submissions.EXPECTED_SCORES)
+                f"{twin} is stale: run `python -m autograder.samples.catalogue`")
+    special = catalogue.build(tmp_path / "special", special_files=True)
+    assert set(special) - set(built) == set(catalogue.SPECIAL_FILE_SAMPLES)
+    assert set(special) == set(catalogue.EXPECTED_SCORES)
 
 
 def _parametrized(test):
@@ -110,14 +112,14 @@ def test_every_sample_is_graded_by_the_end_to_end_test_or_the_judges_tests():
                   test_judge_notebooks.test_a_correct_sample_in_another_style_gets_full_marks)
               | _parametrized(
                   test_judge_notebooks.test_a_copy_that_changes_no_code_gets_the_grade_of_its_original))
-    assert set(sample_submissions.JUDGE_LEVEL_SAMPLES) == graded
-    assert graded <= set(sample_submissions.EXPECTED_SCORES)
-    assert not {"correct", "untouched"} & set(sample_submissions.JUDGE_LEVEL_SAMPLES)
+    assert set(catalogue.JUDGE_LEVEL_SAMPLES) == graded
+    assert graded <= set(catalogue.EXPECTED_SCORES)
+    assert not {"correct", "untouched"} & set(catalogue.JUDGE_LEVEL_SAMPLES)
 
 
 def test_the_readme_table_shows_the_expected_grades():
     readme = (REPO_ROOT / "autograder" / "README.md").read_text()
-    for student, scores in sample_submissions.EXPECTED_SCORES.items():
+    for student, scores in catalogue.EXPECTED_SCORES.items():
         row = next((line for line in readme.splitlines() if line.startswith(f"| {student} |")),
                    None)
         assert row is not None, f"autograder/README.md has no row for {student}"
@@ -126,7 +128,7 @@ def test_the_readme_table_shows_the_expected_grades():
             assert "failed" in row.lower(), row
         else:
             numbers = [int(cell) for cell in cells[1:6] if re.fullmatch(r"\d+", cell)]
-            assert numbers[:4] == [scores[cell] for cell in sample_submissions.POINTS], row
+            assert numbers[:4] == [scores[cell] for cell in catalogue.POINTS], row
 
 
 def sandbox_available():
@@ -172,14 +174,14 @@ def demo(tmp_path_factory):
     The judge-level samples are left to tests/test_judge.py (see JUDGE_LEVEL_SAMPLES)."""
     root = tmp_path_factory.mktemp("demo")
     submissions, out, home = root / "submissions", root / "course", root / "home"
-    sample_submissions.build(submissions, special_files=True)
-    for student in sample_submissions.JUDGE_LEVEL_SAMPLES:
+    catalogue.build(submissions, special_files=True)
+    for student in catalogue.JUDGE_LEVEL_SAMPLES:
         shutil.rmtree(submissions / student)
     for student, copied in STUDENTS_ADDED_BY_THE_TEST.items():
         shutil.copytree(submissions / (copied or "correct"), submissions / student)
     home.mkdir()
     before = set(planted_files(*PLANTED_LOOKUP_PLACES))
-    # the instructor's command; `python -m autograder.demo` is the same run on the samples
+    # the instructor's command; `python -m autograder demo` is the same run on the samples
     command = [sys.executable, "-m", "autograder", "grade", "--jobs", "3",
                "--submissions", str(submissions), "--out", str(out)]
     # the cell timeout interrupts broken-endless-loop; the slowest honest cell (training) took
@@ -223,29 +225,29 @@ def test_ctrl_c_keeps_finished_work_and_a_rerun_grades_only_the_rest(demo):
 @pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
 def test_every_sample_submission_gets_its_expected_grade(demo):
     out, rows, _, _, _ = demo
-    expected_scores = {**sample_submissions.EXPECTED_SCORES, "--help": sample_submissions.NOTHING,
+    expected_scores = {**catalogue.EXPECTED_SCORES, "--help": catalogue.NOTHING,
                        "two\nlines": None}
-    for student in sample_submissions.JUDGE_LEVEL_SAMPLES:
+    for student in catalogue.JUDGE_LEVEL_SAMPLES:
         del expected_scores[student]
     assert set(rows) == set(expected_scores)
     for student, expected in expected_scores.items():
         row = rows[student]
         if expected is None:
             assert row["status"].startswith("FAILED"), (student, row)
-            assert all(row[cell] == "-" for cell in sample_submissions.POINTS), (student, row)
-        elif expected is sample_submissions.NOTHING:  # an attack earns nothing, FAILED or not
+            assert all(row[cell] == "-" for cell in catalogue.POINTS), (student, row)
+        elif expected is catalogue.NOTHING:  # an attack earns nothing, FAILED or not
             assert all(row[cell] in ("0", "-") for cell in expected), (student, row)
             assert "grader error" not in row["status"], (student, row)
         else:
             got = {cell: float(row[cell]) for cell in expected}
             assert got == {cell: float(points) for cell, points in expected.items()}, (
                 student, row)
-    for student, reason in sample_submissions.EXPECTED_FAILURES.items():
+    for student, reason in catalogue.EXPECTED_FAILURES.items():
         assert reason in rows[student]["status"], (student, rows[student]["status"])
     assert "control character" in rows["two\nlines"]["status"]
     assert rows["untouched"]["to grade by hand (of 5)"] == "No response"
     assert rows["correct"]["to grade by hand (of 5)"] == "summary: 5 points"
-    assert list(rows["correct"])[1:5] == list(sample_submissions.POINTS), "notebook order"
+    assert list(rows["correct"])[1:5] == list(catalogue.POINTS), "notebook order"
 
 
 @pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
@@ -290,7 +292,7 @@ def test_the_demo_writes_exports_feedback_and_an_untampered_gradebook(demo):
 
 # the pictures of the release run by nbgrader with correct answers (quick profile, grading mode):
 # the student's schedule; the data, training, curves and generation cells are not run while
-# grading (autograder/ungraded_cells.py): the judge trains the functions itself
+# grading (autograder/nbgrader_steps/ungraded_cells.py): the judge trains the functions itself
 RELEASE_PICTURES = 1
 
 
@@ -312,7 +314,7 @@ def test_the_graded_release_and_its_feedback_show_every_picture(demo):
 
 
 def _release_with(extra_cell=None):
-    notebook = nbformat.read(sample_submissions.RELEASE, as_version=4)
+    notebook = nbformat.read(catalogue.RELEASE, as_version=4)
     if extra_cell is not None:
         notebook.cells.insert(12, nbformat.v4.new_code_cell(extra_cell))
     return notebook

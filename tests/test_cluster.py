@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from autograder import sample_submissions, sandbox
+from autograder import sandbox
 from autograder.cluster import records, slurm
 from autograder.cluster.status import class_status
+from autograder.samples import catalogue
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = REPO_ROOT / "scripts" / "services"
@@ -121,7 +122,7 @@ def graded_class(servers, tmp_path_factory):
     """Three students through the job array; the victim's task cancelled midway, re-submitted."""
     submissions = tmp_path_factory.mktemp("submissions")
     for student in STUDENTS:
-        shutil.copytree(sample_submissions.SUBMISSIONS / student, submissions / student,
+        shutil.copytree(catalogue.SUBMISSIONS / student, submissions / student,
                         symlinks=True)
     course = tmp_path_factory.mktemp("cluster") / "course"
     started = time.perf_counter()
@@ -183,7 +184,7 @@ def test_a_resubmission_grades_only_the_missing_student_and_twice_adds_nothing(g
         "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
         "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
         "GROUP BY submitted_assignment.student_id, base_cell.name")
-    graded_cells = len(sample_submissions.POINTS) + 1  # and the written summary
+    graded_cells = len(catalogue.POINTS) + 1  # and the written summary
     assert sorted(cells_per_student) == sorted(
         (student, cell, 1) for student in GRADED for cell in
         {cell for _, cell, _ in cells_per_student}), cells_per_student
@@ -196,9 +197,9 @@ def test_the_job_array_gives_the_local_grades(graded_class):
         rows = {row["student"]: row for row in csv.DictReader(table)}
     assert set(rows) == set(STUDENTS)
     for student in STUDENTS:
-        expected = sample_submissions.EXPECTED_SCORES[student]
+        expected = catalogue.EXPECTED_SCORES[student]
         if expected is None:
-            reason = sample_submissions.EXPECTED_FAILURES[student]
+            reason = catalogue.EXPECTED_FAILURES[student]
             assert rows[student]["status"].startswith("FAILED") and reason in rows[student][
                 "status"], rows[student]
             continue
@@ -259,7 +260,7 @@ def test_simultaneous_writers_lose_no_grade(servers):
     with Gradebook(url, "default_course") as book:
         book.update_or_create_assignment("concurrency", course_id="default_course")
         book.add_notebook("exercise", "concurrency")
-        for name, points in sample_submissions.POINTS.items():
+        for name, points in catalogue.POINTS.items():
             book.add_grade_cell(name, "exercise", "concurrency", max_score=points,
                                 cell_type="code")
     students = [f"student-{number:02d}-{'x' * number}" for number in range(16)]
@@ -277,7 +278,7 @@ def test_simultaneous_writers_lose_no_grade(servers):
         for student in students:
             grades = book.find_submission("concurrency", student).notebooks[0].grades
             assert sorted(grade.auto_score for grade in grades) == sorted(
-                len(student) % (points + 1) for points in sample_submissions.POINTS.values())
+                len(student) % (points + 1) for points in catalogue.POINTS.values())
 
 
 @pytest.mark.skipif(sandbox.mode() == "off", reason="the sandbox is off")

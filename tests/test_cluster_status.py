@@ -1,10 +1,10 @@
 """How `python -m autograder.cluster status` says where a student stands, without Slurm: the
 lines Slurm prints, parsed, and the rows they make."""
 
-from autograder import collect
 from autograder.cluster import slurm
 from autograder.cluster.__main__ import __doc__ as CLUSTER_HELP
 from autograder.cluster.status import not_submitted, print_status, state_of
+from autograder.intake import collect
 
 # what `squeue --noheader --array --states=all --format=%i|%T|%r` prints for an array of 8 run
 # with --max-parallel 2, and `sacct --parsable2 --format=JobID,State` for a cancelled task

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from autograder.reference import ReferenceDiffusionModel, reference_diffusion_schedule
+from autograder.assignment.solution import SolutionDiffusionModel, solution_diffusion_schedule
 from diffusion_course.checkpoints import save_checkpoint
 from diffusion_course.config import ConfigError, DDIMConfig
 from diffusion_course.configurable_ddim import ConfigurableDiffusionModel
@@ -26,7 +26,7 @@ TIMES = np.linspace(0.0, 1.0, 101, dtype="float32").reshape(-1, 1, 1, 1)
 
 @pytest.mark.parametrize("bounds", [(0.02, 0.95), (0.1, 0.8)])
 def test_the_library_schedule_is_the_instructors(bounds):
-    expected = reference_diffusion_schedule(TIMES, *bounds)
+    expected = solution_diffusion_schedule(TIMES, *bounds)
     found = make_schedule("assignment-cosine", min_signal_rate=bounds[0],
                           max_signal_rate=bounds[1]).rates(TIMES)
     for found_rates, expected_rates in zip(found, expected):
@@ -39,7 +39,7 @@ def test_the_library_schedule_is_the_instructors(bounds):
 def twin_models():
     """The instructor's model and the library's, with the same jittered weights (the U-Net's
     last layer starts at zero, which would make every prediction trivially zero)."""
-    reference = ReferenceDiffusionModel(QUICK, seed=0)
+    reference = SolutionDiffusionModel(QUICK, seed=0)
     library = ConfigurableDiffusionModel(QUICK, seed=0)
     rng = np.random.default_rng(0)
     for network in ("network", "ema_network"):
@@ -123,9 +123,9 @@ def test_training_minimises_the_configured_error_and_tracks_all_three(prediction
 
 def test_the_assignment_model_refuses_designs_its_functions_do_not_implement():
     with pytest.raises(ConfigError, match="library's model"):
-        ReferenceDiffusionModel(QUICK.replace(prediction="velocity"), seed=0)
+        SolutionDiffusionModel(QUICK.replace(prediction="velocity"), seed=0)
     with pytest.raises(ConfigError, match="assignment-cosine"):
-        ReferenceDiffusionModel(QUICK.replace(schedule="cosine"), seed=0)
+        SolutionDiffusionModel(QUICK.replace(schedule="cosine"), seed=0)
 
 
 def test_a_checkpoint_records_the_design(tmp_path):
@@ -159,10 +159,10 @@ MASKED_SCRIPT = textwrap.dedent("""
         sys.modules["diffusion_course." + name] = types.ModuleType("diffusion_course." + name)
     import numpy as np
     import diffusion_course.checkpoints, diffusion_course.ddim  # what the graded runner imports
-    from autograder.reference import ReferenceDiffusionModel, setup_source
+    from autograder.assignment.solution import SolutionDiffusionModel, setup_source
     exec(setup_source(), {})  # the answer cells' imports
     from diffusion_course.config import DDIMConfig
-    model = ReferenceDiffusionModel(DDIMConfig.from_profile("quick"), seed=0)
+    model = SolutionDiffusionModel(DDIMConfig.from_profile("quick"), seed=0)
     images = np.random.default_rng(0).random((4, 16, 16, 3)).astype("float32")
     model.adapt_normalizer(images)
     loss = model.compute_loss(y_pred=model(images, training=True))

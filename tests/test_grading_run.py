@@ -17,23 +17,24 @@ from pathlib import Path
 import pytest
 from browser import what_a_reader_sees as what_a_student_sees
 
-from autograder import collect, honest_styles, sample_submissions, scanner
-from autograder.attacks import ATTACKS
-from autograder.grade_student import grader_fault, starved_cell
-from autograder.run_lock import course_lock
+from autograder.grading.grade_student import grader_fault, starved_cell
+from autograder.grading.run_lock import course_lock
+from autograder.intake import collect, scanner
+from autograder.samples import catalogue, honest_styles
+from autograder.samples.attacks import ATTACKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RELEASE = REPO_ROOT / "assignment" / "ddim" / "ddim.ipynb"
 
 
 def test_the_scanner_flags_every_attack_and_no_honest_style():
-    report = scanner.scan_folder(sample_submissions.SUBMISSIONS)
+    report = scanner.scan_folder(catalogue.SUBMISSIONS)
     cheats = [student for student in ATTACKS if student.startswith("cheat-")]  # not the bombs
-    for student in [*sample_submissions.CHEATS, *cheats, "cheat-symlinks-solution"]:
+    for student in [*catalogue.CHEATS, *cheats, "cheat-symlinks-solution"]:
         assert report[student], f"{student} was not flagged"
     assert any(reason == scanner.SHADOWS_REASON
                for _, reason, _ in report["cheat-fake-packages"])
-    for student in ["correct", *sample_submissions.HONEST_STYLES, *honest_styles.STYLES]:
+    for student in ["correct", *catalogue.HONEST_STYLES, *honest_styles.STYLES]:
         assert not report[student], f"{student} was flagged: {report[student]}"
 
 
@@ -147,7 +148,7 @@ def test_a_timeout_before_any_student_code_ran_is_the_machines_fault():
                          cell("train", True, timed_out=True)]) is None
 
 
-GRADING_COMMANDS = {"grade": ["autograder", "grade"], "demo": ["autograder.demo"]}
+GRADING_COMMANDS = {"grade": ["autograder", "grade"], "demo": ["autograder", "demo"]}
 
 
 def run_demo(*arguments, env=None, command="demo"):
@@ -179,7 +180,7 @@ def test_bad_submissions_get_a_message_and_never_cost_earlier_grades(tmp_path, c
 def test_a_second_run_on_one_out_is_refused_and_names_the_holder(tmp_path):
     out = tmp_path / "course"
     with course_lock(out):
-        result = run_demo("--submissions", sample_submissions.SUBMISSIONS, "--out", out,
+        result = run_demo("--submissions", catalogue.SUBMISSIONS, "--out", out,
                           env={"AUTOGRADER_SANDBOX": "off"})
     assert result.returncode != 0
     assert f"pid {os.getpid()} on {socket.gethostname()}, started 20" in result.stderr, (
@@ -231,7 +232,7 @@ def readme_flow(tmp_path_factory):
             notebook = json.loads(RELEASE.read_text())
             for cell in notebook["cells"]:
                 if cell["metadata"].get("nbgrader", {}).get("grade_id") == "summary":
-                    cell["source"] = sample_submissions.SUMMARY
+                    cell["source"] = catalogue.SUMMARY
             (submitted / "ddim.ipynb").write_text(json.dumps(notebook))
         importtime = ["-X", "importtime"] if command[1] == "export" else []
         result = subprocess.run([sys.executable, *importtime, "-m", *command], cwd=clone,

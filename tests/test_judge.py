@@ -28,24 +28,24 @@ from judging import (
 )
 
 import diffusion_course
-from autograder import (
-    GRADER_ERROR_FILE,
-    VERDICTS_FILE,
-    records_folder,
-    sample_submissions,
+from autograder import GRADER_ERROR_FILE, VERDICTS_FILE, records_folder
+from autograder.assignment.forbidden_imports import (
+    FORBIDDEN_MODULES,
+    forbidden_imports,
+    forbidden_paths,
 )
+from autograder.assignment.solution import setup_source, solution_sources
 from autograder.errors import GraderError
-from autograder.forbidden_imports import FORBIDDEN_MODULES, forbidden_imports, forbidden_paths
 from autograder.grader_state.cache import MetricsCache
-from autograder.mistakes import (
+from autograder.nbgrader_steps.verdict_cells import JUDGING, ExternalVerdict, write_record
+from autograder.runner import launch, probes
+from autograder.runner.channel import ArrayStore, MalformedMessage, read_message, write_message
+from autograder.samples import catalogue
+from autograder.samples.mistakes import (
     FUNCTION_NAMES,
     MISTAKES,
     unanswered_submission,
 )
-from autograder.reference import setup_source, solution_sources
-from autograder.runner import launch, probes
-from autograder.runner.channel import ArrayStore, MalformedMessage, read_message, write_message
-from autograder.verdict import JUDGING, ExternalVerdict, write_record
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
 from autograder.verdicts.checks import Verdict
 from diffusion_course.config import DDIMConfig
@@ -63,24 +63,24 @@ EXPECTED_HINTS = {
 
 
 
-def test_the_reference_solution_passes_every_test(grade_submission):
+def test_the_solution_passes_every_test(grade_submission):
     verdicts = grade_submission(solution_sources())
     assert set(verdicts) == set(ALL_CELLS)
     for cell, verdict in verdicts.items():
         assert verdict.passed and verdict.score_fraction == 1.0, (cell, verdict.message)
     # the same code and seed as the reference run: the very same numbers
-    kid, reference_kid = re.search(r"KID ([0-9.]+) \(reference ([0-9.]+)",
+    kid, solution_kid = re.search(r"KID ([0-9.]+) \(reference ([0-9.]+)",
                                    verdicts[TRAINING_TEST_CELL].message).groups()
-    assert kid == reference_kid
+    assert kid == solution_kid
 
 # Every typical mistake, from its committed sample submission: the end-to-end test leaves these
-# samples to this module (sample_submissions.JUDGE_LEVEL_SAMPLES), so the grade here is the one
+# samples to this module (catalogue.JUDGE_LEVEL_SAMPLES), so the grade here is the one
 # the README's table promises.
 @pytest.mark.parametrize("mistake_name", sorted(MISTAKES))
 def test_a_typical_mistake_fails_only_its_own_test(grade_submission, mistake_name):
     mistake = MISTAKES[mistake_name]
     sample = f"mistake-{mistake_name.replace('_', '-')}"
-    assert sample in sample_submissions.JUDGE_LEVEL_SAMPLES
+    assert sample in catalogue.JUDGE_LEVEL_SAMPLES
     verdicts = grade_submission(sample_programs(sample))
     failed_cell = TEST_CELLS[mistake.function]
     failed = verdicts[failed_cell]
@@ -92,7 +92,7 @@ def test_a_typical_mistake_fails_only_its_own_test(grade_submission, mistake_nam
             assert verdicts[cell].passed, (cell, verdicts[cell].message)
     # the training run replaced the failed function by the reference's
     assert f"the reference {mistake.function}" in verdicts[TRAINING_TEST_CELL].message
-    assert points(verdicts) == sample_submissions.EXPECTED_SCORES[sample]
+    assert points(verdicts) == catalogue.EXPECTED_SCORES[sample]
 
 
 def test_an_unanswered_function_fails_its_test_and_trains_with_the_reference(grade_submission):
@@ -397,13 +397,13 @@ def test_the_judge_never_imports_tensorflow_datasets():
     imported in a thread of the nbgrader process while nbgrader's main thread talks to the
     kernel, and one of nbgrader's relative imports then failed ("Relative import statements not
     supported"): the whole submission FAILED for a fault of the grader."""
-    assert imported_after("import autograder.judge, autograder.verdict",
+    assert imported_after("import autograder.judge, autograder.nbgrader_steps.verdict_cells",
                           {"tensorflow_datasets"}) == []
 
 
 def test_loading_the_grading_configuration_starts_no_tensorflow():
     """nbgrader loads nbgrader_config.py in every grading process, and so does the similarity
     report: a TensorFlow import there (about 5 s of CPU) would be paid once more per student."""
-    assert imported_after("from autograder.similarity_report import load_settings; "
+    assert imported_after("from autograder.similarity.report import load_settings; "
                           "load_settings()", {"tensorflow", "keras"}) == []
 

@@ -15,20 +15,17 @@ from judging import (
 )
 from nbgrader.nbgraderformat.common import SchemaTooOldError
 
-from autograder import (
-    honest_styles,
-    sample_submissions,
-)
-from autograder.mistakes import (
-    FUNCTION_NAMES,
-)
-from autograder.reference import setup_source, solution_sources
-from autograder.runner import ipython_cells, launch
-from autograder.submission import (
+from autograder.assignment.solution import setup_source, solution_sources
+from autograder.intake.notebook_reader import (
     UnreadableSubmission,
     function_programs,
     normalise_cells,
     read_notebook_text,
+)
+from autograder.runner import ipython_cells, launch
+from autograder.samples import catalogue, honest_styles
+from autograder.samples.mistakes import (
+    FUNCTION_NAMES,
 )
 from autograder.verdicts import TEST_CELLS
 from diffusion_course.config import DDIMConfig
@@ -110,11 +107,11 @@ def test_byte_order_marks_crlf_and_classic_notebooks_are_read_and_old_formats_re
                                     "honest-independent-b", "copy-renamed"])
 def test_a_correct_sample_in_another_style_gets_full_marks(
         grade_submission, sample):
-    assert sample in sample_submissions.JUDGE_LEVEL_SAMPLES
+    assert sample in catalogue.JUDGE_LEVEL_SAMPLES
     verdicts = grade_submission(sample_programs(sample))
     for cell, verdict in verdicts.items():
         assert verdict.passed and verdict.score_fraction == 1.0, (cell, verdict.message)
-    assert points(verdicts) == sample_submissions.EXPECTED_SCORES[sample]
+    assert points(verdicts) == catalogue.EXPECTED_SCORES[sample]
 
 
 @pytest.mark.parametrize("copy", ["copy-verbatim", "copy-commented"])
@@ -126,15 +123,15 @@ def test_a_copy_that_changes_no_code_gets_the_grade_of_its_original(copy):
                 for name, program in sample_programs(sample).items()}
 
     assert syntax_trees(copy) == syntax_trees("honest-independent-a")
-    assert (sample_submissions.EXPECTED_SCORES[copy]
-            == sample_submissions.EXPECTED_SCORES["honest-independent-a"])
+    assert (catalogue.EXPECTED_SCORES[copy]
+            == catalogue.EXPECTED_SCORES["honest-independent-a"])
 
 
 
 def test_nbgrader_alone_loses_a_submission_with_a_copied_answer_cell(nbgrader_sanitize):
     """jupyter/nbgrader#1083: DeduplicateIds empties the draft's metadata to {}, and the next
     preprocessors read its grade_id. NormaliseCells is what keeps the submission."""
-    text = (sample_submissions.SUBMISSIONS / "honest-copied-cells" / "ddim.ipynb").read_text()
+    text = (catalogue.SUBMISSIONS / "honest-copied-cells" / "ddim.ipynb").read_text()
     with pytest.raises((KeyError, SchemaTooOldError)):
         nbgrader_sanitize(read_notebook_text(text), skip={"NormaliseCells"})
     notebook = nbgrader_sanitize(read_notebook_text(text))
@@ -151,15 +148,15 @@ HONEST_STYLES = ["honest-magics-and-shell-escapes", "honest-helper-uses-release-
 @pytest.mark.parametrize("sample", HONEST_STYLES)
 def test_every_honest_style_gets_full_marks(grade_submission, nbgrader_sanitize, sample):
     assert HONEST_STYLES == honest_styles.STYLES
-    assert sample in sample_submissions.JUDGE_LEVEL_SAMPLES
+    assert sample in catalogue.JUDGE_LEVEL_SAMPLES
     notebook = read_notebook_text(
-        (sample_submissions.SUBMISSIONS / sample / sample_submissions.NOTEBOOK).read_text())
+        (catalogue.SUBMISSIONS / sample / catalogue.NOTEBOOK).read_text())
     if sample == "honest-copied-cells":  # its point is nbgrader's handling of the copies
         notebook = nbgrader_sanitize(notebook)
     verdicts = grade_submission(function_programs(notebook, FUNCTION_NAMES))
     for cell, verdict in verdicts.items():
         assert verdict.passed and verdict.score_fraction == 1.0, (cell, verdict.message)
-    assert points(verdicts) == sample_submissions.EXPECTED_SCORES[sample]
+    assert points(verdicts) == catalogue.EXPECTED_SCORES[sample]
     messages = "".join(verdict.message for verdict in verdicts.values())
     if sample == "honest-magics-and-shell-escapes":  # said once, not once per function
         assert messages.count("shell commands are not run by the grader") == 1
@@ -179,7 +176,7 @@ def test_extra_cells_run_once_per_runner_with_the_releases_names(tmp_path):
     cell's counter file, read after the run, has one line, written with the release's config
     (in grading mode: the quick profile) and SEED."""
     notebook = honest_notebook(solution_sources())
-    release = json.loads(sample_submissions.RELEASE.read_text())
+    release = json.loads(catalogue.RELEASE.read_text())
     release_cells = [cell for cell in release["cells"] if cell["metadata"]["nbgrader"][
         "grade_id"] in ("hyperparameters",)]
     notebook.cells[1:1] = [nbformat.from_dict(cell) for cell in release_cells]

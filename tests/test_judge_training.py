@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from autograder.assignment.solution import setup_source, solution_sources
 from autograder.grader_state.evaluation import Evaluator
 from autograder.judge import _Session, _TrainingRuns, as_program
-from autograder.reference import setup_source, solution_sources
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL
 from autograder.verdicts.training import judge_training, training_setup
 from diffusion_course.config import DDIMConfig

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from autograder.reference import ReferenceDiffusionModel
+from autograder.assignment.solution import SolutionDiffusionModel
 from diffusion_course.checkpoints import load_checkpoint, save_checkpoint
 from diffusion_course.config import DDIMConfig, DDPMConfig
 from diffusion_course.ddpm import DDPMModel
@@ -20,7 +20,7 @@ FLOAT32_LAYERS = (SinusoidalEmbedding,)  # angles up to 2*pi*1000 need float32
 
 
 def ddim_model(mixed_precision):
-    return ReferenceDiffusionModel(
+    return SolutionDiffusionModel(
         DDIMConfig.from_profile("quick", mixed_precision=mixed_precision), seed=0)
 
 
@@ -138,7 +138,7 @@ def test_a_mixed_precision_run_resumes_with_its_loss_scale(tmp_path):
     """The loss scale is optimizer state: a resumed run continues exactly where it stopped."""
     config = DDIMConfig.from_profile("quick", mixed_precision=True)
     images = smooth_images(32, config.image_size)
-    first = ReferenceDiffusionModel(config, seed=0)
+    first = SolutionDiffusionModel(config, seed=0)
     first.adapt_normalizer(images)
     first.compile()
     first.fit(images, batch_size=16, epochs=1, verbose=0, shuffle=False)
@@ -146,7 +146,7 @@ def test_a_mixed_precision_run_resumes_with_its_loss_scale(tmp_path):
                                         TRAINING_STATE_PART: TrainingState(first)},
                     config, step=2, seed=0)
 
-    resumed = ReferenceDiffusionModel(config, seed=1)
+    resumed = SolutionDiffusionModel(config, seed=1)
     resumed.compile()
     load_checkpoint(tmp_path / "last", {**resumed.checkpoint_parts(),
                                         TRAINING_STATE_PART: TrainingState(resumed)}, config)

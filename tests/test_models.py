@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from autograder.reference import ReferenceDiffusionModel
+from autograder.assignment.solution import SolutionDiffusionModel
 from diffusion_course.config import DDIMConfig, DDPMConfig
 from diffusion_course.ddpm import DDPMModel
 
@@ -28,7 +28,7 @@ def smooth_images(count, size, seed=0):
 
 def test_ddim_loss_is_a_scalar_mae_that_starts_at_the_unlearned_value():
     config = DDIMConfig.from_profile("quick")
-    model = ReferenceDiffusionModel(config, seed=0)
+    model = SolutionDiffusionModel(config, seed=0)
     images = smooth_images(64, config.image_size)
     model.adapt_normalizer(images)
     outputs = model(images, training=False)
@@ -39,7 +39,7 @@ def test_ddim_loss_is_a_scalar_mae_that_starts_at_the_unlearned_value():
 
 def test_ddim_training_learns_and_the_ema_follows():
     config = DDIMConfig.from_profile("quick")
-    model = ReferenceDiffusionModel(config.replace(ema=0.9), seed=0)
+    model = SolutionDiffusionModel(config.replace(ema=0.9), seed=0)
     images = smooth_images(256, config.image_size)
     model.adapt_normalizer(images)
     model.compile()
@@ -77,12 +77,12 @@ JAX_SCRIPT = textwrap.dedent("""
     import json, os, sys
     os.environ["KERAS_BACKEND"] = "jax"
     import numpy as np, keras
-    from autograder.reference import ReferenceDiffusionModel
+    from autograder.assignment.solution import SolutionDiffusionModel
     from diffusion_course.config import DDIMConfig, DDPMConfig
     from diffusion_course.ddpm import DDPMModel
     keras.utils.set_random_seed(0)
     images = np.random.default_rng(0).random((32, 16, 16, 3)).astype("float32")
-    ddim = ReferenceDiffusionModel(DDIMConfig.from_profile("quick"), seed=0)
+    ddim = SolutionDiffusionModel(DDIMConfig.from_profile("quick"), seed=0)
     ddim.adapt_normalizer(images)
     ddim.compile()
     ddim_loss = ddim.fit(images, batch_size=16, epochs=1, verbose=0, shuffle=False)
@@ -90,7 +90,7 @@ JAX_SCRIPT = textwrap.dedent("""
     ddpm = DDPMModel(DDPMConfig.from_profile("quick"), seed=0)
     ddpm.compile()
     ddpm_loss = ddpm.fit(images * 2 - 1, batch_size=16, epochs=1, verbose=0, shuffle=False)
-    mixed = ReferenceDiffusionModel(DDIMConfig.from_profile("quick", mixed_precision=True), seed=0)
+    mixed = SolutionDiffusionModel(DDIMConfig.from_profile("quick", mixed_precision=True), seed=0)
     mixed.adapt_normalizer(images)
     mixed.compile()
     mixed_loss = mixed.fit(images, batch_size=16, epochs=1, verbose=0, shuffle=False)

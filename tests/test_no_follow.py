@@ -8,10 +8,11 @@ import threading
 
 import pytest
 
-from autograder import collect, sandbox, scanner
+from autograder import sandbox
 from autograder.errors import GraderError
 from autograder.grader_state.cache import MetricsCache
-from autograder.no_follow import (
+from autograder.intake import collect, scanner
+from autograder.intake.no_follow import (
     NotRegularFileError,
     open_no_follow,
     read_json_no_follow,

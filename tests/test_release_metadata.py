@@ -6,7 +6,8 @@ from pathlib import Path
 import nbformat
 from nbgrader.utils import determine_grade, is_grade, is_solution
 
-from autograder import FUNCTION_NAMES, sample_submissions
+from autograder import FUNCTION_NAMES
+from autograder.samples import catalogue
 
 RELEASE = Path(__file__).resolve().parents[1] / "assignment" / "ddim" / "ddim.ipynb"
 
@@ -16,9 +17,9 @@ def test_the_sample_grades_use_the_releases_points():
     # nbgrader's autograder tests: graded cells that are no answers; (score, max points) each
     autograded = {cell.metadata.nbgrader["grade_id"]: determine_grade(cell)[1] for cell in cells
                   if is_grade(cell) and not is_solution(cell)}
-    assert sample_submissions.POINTS == autograded
-    assert list(sample_submissions.POINTS) == list(autograded)  # the notebook's order
-    assert sample_submissions.FULL == autograded
+    assert catalogue.POINTS == autograded
+    assert list(catalogue.POINTS) == list(autograded)  # the notebook's order
+    assert catalogue.FULL == autograded
 
 
 def test_the_function_names_are_the_releases_answer_cells():

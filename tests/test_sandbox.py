@@ -521,10 +521,10 @@ def test_an_honest_tensorflow_training_fits_the_limits(course):
     about 3 GiB of virtual memory here)."""
     honest = """
 import numpy as np
-from autograder.reference import ReferenceDiffusionModel
+from autograder.assignment.solution import SolutionDiffusionModel
 from diffusion_course.config import DDIMConfig
 config = DDIMConfig.from_profile("quick")
-model = ReferenceDiffusionModel(config, seed=0)
+model = SolutionDiffusionModel(config, seed=0)
 images = np.random.default_rng(0).random((64, config.image_size, config.image_size, 3))
 model.adapt_normalizer(images.astype("float32"))
 model.compile()

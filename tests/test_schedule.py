@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from autograder.reference import reference_diffusion_schedule
+from autograder.assignment.solution import solution_diffusion_schedule
 from diffusion_course.config import ConfigError, DDIMConfig
 
 TIMES = np.linspace(0.0, 1.0, 101, dtype=np.float32).reshape(-1, 1, 1, 1)
@@ -16,7 +16,7 @@ TIMES = np.linspace(0.0, 1.0, 101, dtype=np.float32).reshape(-1, 1, 1, 1)
 def test_rates_are_a_unit_circle_and_hit_the_bounds(bounds):
     min_signal_rate, max_signal_rate = bounds
     noise_rates, signal_rates = (np.asarray(r) for r in
-                                 reference_diffusion_schedule(TIMES, *bounds))
+                                 solution_diffusion_schedule(TIMES, *bounds))
     assert noise_rates.shape == TIMES.shape and noise_rates.dtype == np.float32
     np.testing.assert_allclose(signal_rates**2 + noise_rates**2, 1.0, atol=1e-6)
     np.testing.assert_allclose(signal_rates[0], max_signal_rate, atol=1e-6)
@@ -28,13 +28,13 @@ def test_rates_are_a_unit_circle_and_hit_the_bounds(bounds):
 def test_matches_the_closed_form():
     start, end = math.acos(0.95), math.acos(0.02)
     angles = start + TIMES.astype(np.float64) * (end - start)
-    noise_rates, signal_rates = reference_diffusion_schedule(TIMES, 0.02, 0.95)
+    noise_rates, signal_rates = solution_diffusion_schedule(TIMES, 0.02, 0.95)
     np.testing.assert_allclose(np.asarray(signal_rates), np.cos(angles), atol=1e-6)
     np.testing.assert_allclose(np.asarray(noise_rates), np.sin(angles), atol=1e-6)
 
 
 def test_works_inside_a_compiled_function():
-    compiled = tf.function(lambda t: reference_diffusion_schedule(t, 0.02, 0.95), jit_compile=True)
+    compiled = tf.function(lambda t: solution_diffusion_schedule(t, 0.02, 0.95), jit_compile=True)
     noise_rates, signal_rates = compiled(tf.constant(TIMES))
     np.testing.assert_allclose(signal_rates.numpy() ** 2 + noise_rates.numpy() ** 2, 1, atol=1e-6)
 

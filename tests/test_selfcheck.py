@@ -2,8 +2,8 @@
 
 import pytest
 
-from autograder.mistakes import MISTAKES, mistaken_submission
-from autograder.reference import REFERENCE_FUNCTIONS, define_functions, setup_source
+from autograder.assignment.solution import SOLUTION_FUNCTIONS, define_functions, setup_source
+from autograder.samples.mistakes import MISTAKES, mistaken_submission
 from diffusion_course import selfcheck
 from diffusion_course.config import DDIMConfig
 
@@ -18,8 +18,8 @@ def run_checks(functions):
         "denoise": lambda: selfcheck.check_denoise(functions["denoise"], CONFIG),
         # the sampler's check uses the reference for the other two, as the grader does
         "reverse_diffusion": lambda: selfcheck.check_reverse_diffusion(
-            functions["reverse_diffusion"], REFERENCE_FUNCTIONS["diffusion_schedule"],
-            REFERENCE_FUNCTIONS["denoise"], CONFIG),
+            functions["reverse_diffusion"], SOLUTION_FUNCTIONS["diffusion_schedule"],
+            SOLUTION_FUNCTIONS["denoise"], CONFIG),
     }
     failures = {}
     for name, check in checks.items():
@@ -32,7 +32,7 @@ def run_checks(functions):
 
 
 def test_the_solution_passes_every_self_check():
-    assert run_checks(REFERENCE_FUNCTIONS) == dict.fromkeys(REFERENCE_FUNCTIONS)
+    assert run_checks(SOLUTION_FUNCTIONS) == dict.fromkeys(SOLUTION_FUNCTIONS)
 
 
 @pytest.mark.parametrize("name", sorted(MISTAKES))
@@ -51,8 +51,8 @@ def history_of(noise_maes):
 def test_a_slow_training_is_reported_with_the_unlearned_loss():
     with pytest.raises(selfcheck.SelfCheckError, match="0.798"):
         selfcheck.check_training(history_of([0.80, 0.79]),
-                                 REFERENCE_FUNCTIONS["diffusion_schedule"],
-                                 REFERENCE_FUNCTIONS["denoise"], CONFIG)
+                                 SOLUTION_FUNCTIONS["diffusion_schedule"],
+                                 SOLUTION_FUNCTIONS["denoise"], CONFIG)
 
 
 UPSTREAM_MISTAKES = sorted(name for name, mistake in MISTAKES.items()
@@ -65,7 +65,7 @@ def test_a_correct_sampler_blames_the_mistaken_function_it_calls(name):
     culprit = MISTAKES[name].function
     with pytest.raises(selfcheck.SelfCheckError,
                        match=f"your {culprit} fails its self-check; fix it first"):
-        selfcheck.check_reverse_diffusion(REFERENCE_FUNCTIONS["reverse_diffusion"],
+        selfcheck.check_reverse_diffusion(SOLUTION_FUNCTIONS["reverse_diffusion"],
                                           functions["diffusion_schedule"], functions["denoise"],
                                           CONFIG)
 
@@ -78,4 +78,4 @@ def test_the_training_check_catches_a_swapped_schedule_whose_loss_fell():
         selfcheck.check_training(history, swapped["diffusion_schedule"], swapped["denoise"],
                                  CONFIG)
     assert "fell from 0.450 to 0.300" in selfcheck.check_training(
-        history, REFERENCE_FUNCTIONS["diffusion_schedule"], REFERENCE_FUNCTIONS["denoise"], CONFIG)
+        history, SOLUTION_FUNCTIONS["diffusion_schedule"], SOLUTION_FUNCTIONS["denoise"], CONFIG)

@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 from browser import screenshot, what_a_reader_sees
 
-from autograder import collect, sample_submissions
-from autograder.similarity import (
+from autograder.intake import collect
+from autograder.intake.notebook_reader import read_notebook_text
+from autograder.samples import catalogue
+from autograder.samples.copies import INDEPENDENT_PAIR, PLANTED_PAIRS, SIMILARITY_SAMPLES
+from autograder.similarity.pairs import (
     SimilarityReport,
     compare,
     compare_class,
@@ -29,14 +32,12 @@ from autograder.similarity import (
     shared_files,
     written_code,
 )
-from autograder.similarity_report import CSV_FILE, HTML_FILE, load_settings, write_similarity_report
-from autograder.similarity_samples import INDEPENDENT_PAIR, PLANTED_PAIRS, SIMILARITY_SAMPLES
-from autograder.submission import read_notebook_text
+from autograder.similarity.report import CSV_FILE, HTML_FILE, load_settings, write_similarity_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RELEASE = REPO_ROOT / "assignment" / "ddim" / "ddim.ipynb"
 SOLUTION = REPO_ROOT / "solutions" / "ddim" / "ddim.ipynb"
-SAMPLES = sample_submissions.SUBMISSIONS
+SAMPLES = catalogue.SUBMISSIONS
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def settings():
 
 
 def code_of(student, given_lines):
-    code, problem = read_written_code(SAMPLES / student / sample_submissions.NOTEBOOK,
+    code, problem = read_written_code(SAMPLES / student / catalogue.NOTEBOOK,
                                       given_lines)
     assert problem is None, problem
     return code

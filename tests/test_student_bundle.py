@@ -174,8 +174,8 @@ def test_the_design_space_installs_on_top_of_the_student_wheel(student_bundle, t
 def test_every_module_masked_while_grading_stays_out_of_the_student_wheel():
     """The sandbox masks the design space for answers (forbidden_imports); those modules
     implement the answers, so the student bundle must not ship them either."""
+    from autograder.assignment.forbidden_imports import FORBIDDEN_MODULES
     from autograder.bundle.parts import is_design_space_module
-    from autograder.forbidden_imports import FORBIDDEN_MODULES
 
     shipped = [module for module in FORBIDDEN_MODULES
                if not is_design_space_module(f"diffusion_course.{module}")]

@@ -15,12 +15,12 @@ import pytest
 from keras import ops
 
 from autograder.__main__ import main
+from autograder.assignment.solution import setup_source, solution_functions
+from autograder.assignment.variant_solutions import changed_functions, variant_solution_sources
 from autograder.bundle import no_answers, variant
 from autograder.bundle.build import build_bundle
 from autograder.bundle.parts import STUDENT
 from autograder.judge import grade
-from autograder.reference import reference_functions, setup_source
-from autograder.variant_solutions import changed_functions, variant_solution_sources
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL
 from diffusion_course import selfcheck
 from diffusion_course.config import DDIMConfig
@@ -58,7 +58,7 @@ def closed_form_rates(family, t, min_rate, max_rate):
 def test_each_variants_schedule_is_its_closed_form(name):
     config = assignment_config("quick", name)
     for bounds in ((config.min_signal_rate, config.max_signal_rate), (0.1, 0.8)):
-        rates = reference_functions(config)["diffusion_schedule"](
+        rates = solution_functions(config)["diffusion_schedule"](
             _holder(config.replace(min_signal_rate=bounds[0], max_signal_rate=bounds[1])),
             ops.convert_to_tensor(TIMES.astype("float32")))
         expected = closed_form_rates(config.schedule, TIMES, *bounds)
@@ -77,7 +77,7 @@ def test_each_variants_denoise_recovers_image_and_noise_from_its_target(name):
                "velocity": signal_rates * noises - noise_rates * images}  # Salimans & Ho, sec. 4
     network = ConstantNetwork(targets[config.prediction])
     model = _holder(config, network=network, ema_network=network)
-    pred_noises, pred_images = reference_functions(config)["denoise"](
+    pred_noises, pred_images = solution_functions(config)["denoise"](
         model, *(ops.convert_to_tensor(value.astype("float32")) for value in
                  (signal_rates * images + noise_rates * noises, noise_rates, signal_rates)),
         training=False)
@@ -124,8 +124,8 @@ def test_an_unknown_variant_is_refused_with_the_valid_ones(tmp_path, capsys):
 @pytest.mark.parametrize("name", GRADED_VARIANTS)
 def test_the_self_checks_follow_the_variant(name):
     config = assignment_config("quick", name)
-    own = reference_functions(config)
-    last_term = reference_functions(assignment_config("quick", DEFAULT_VARIANT))
+    own = solution_functions(config)
+    last_term = solution_functions(assignment_config("quick", DEFAULT_VARIANT))
     assert selfcheck.check_diffusion_schedule(own["diffusion_schedule"], config)
     assert selfcheck.check_denoise(own["denoise"], config)
     assert selfcheck.check_reverse_diffusion(own["reverse_diffusion"], own["diffusion_schedule"],
@@ -189,10 +189,10 @@ def test_last_terms_solution_loses_the_changed_functions_points_only(grade_in, n
 def test_a_variant_whose_solution_fails_is_refused_with_its_verdicts(grade_in, monkeypatch):
     """As if the variant's solution were last term's: the bundle refuses, and shows why (the
     grading is the one of the test above, run once)."""
+    import autograder.assignment.variant_solutions
     import autograder.judge
-    import autograder.variant_solutions
 
-    monkeypatch.setattr(autograder.variant_solutions, "variant_solution_sources",
+    monkeypatch.setattr(autograder.assignment.variant_solutions, "variant_solution_sources",
                         lambda name=None: variant_solution_sources(DEFAULT_VARIANT))
     monkeypatch.setattr(autograder.judge, "grade", grade_in.judge)
     with pytest.raises(variant.VariantError) as refused:

@@ -7,7 +7,8 @@ name and constant replaced by one placeholder, docstrings dropped (comments are 
 A function holds an answer when the solution function's statements occur in its body in order,
 shape for shape. So a renamed copy of `denoise` matches, and so does the schedule's formula
 written as a class method (`self.config.max_signal_rate` as `self.max_signal_rate`, or as its
-number). The solution functions are every variant's (`autograder/variant_solutions.py`): the
+number). The solution functions are every variant's (`autograder/assignment/variant_solutions.py`):
+the
 solution notebook's, and the schedules and denoise functions that the other variants ask for.
 """
 
@@ -19,7 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.variant_solutions import variant_solution_sources
+from autograder.assignment.variant_solutions import variant_solution_sources
 from diffusion_course.variants import VARIANTS
 
 OPERANDS = (ast.Name, ast.Attribute, ast.Constant)

@@ -35,9 +35,9 @@ def chosen_variant(name):
 def check_solution(name, cache_dir=None):
     """Grades the variant's own solution with its hidden tests; VariantError with the failing
     verdicts unless every test passes."""
+    from autograder.assignment.solution import setup_source
+    from autograder.assignment.variant_solutions import variant_solution_sources
     from autograder.judge import grade
-    from autograder.reference import setup_source
-    from autograder.variant_solutions import variant_solution_sources
     from diffusion_course.variants import assignment_config
 
     verdicts = grade(variant_solution_sources(name), setup_source(),
@@ -47,7 +47,8 @@ def check_solution(name, cache_dir=None):
         raise VariantError(
             f"the variant {name!r} fails its own hidden tests, so no student could pass them:\n"
             + "\n".join(f"  {cell}: {verdict.message}" for cell, verdict in failed.items())
-            + "\nFix its solution (autograder/variant_solutions.py) or pick another variant.")
+            + "\nFix its solution (autograder/assignment/variant_solutions.py) or pick another"
+            " variant.")
 
 
 def write_setting(name, folder):

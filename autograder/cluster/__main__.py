@@ -15,7 +15,7 @@ collect  the grade table (grade_table.csv), failures.csv with reasons, the simil
 task     (run by grade.sbatch on a compute node) grades student number $SLURM_ARRAY_TASK_ID.
 
 The course folder must be on a file system that the nodes share; NBGRADER_DB_URL names the
-PostgreSQL gradebook (autograder/gradebook.py).
+PostgreSQL gradebook (autograder/grading/gradebook.py).
 """
 
 import argparse
@@ -26,11 +26,14 @@ import sys
 import time
 from pathlib import Path
 
-from autograder import collect, demo, gradebook, report, sandbox, similarity_report
+from autograder import sandbox
 from autograder.cluster import records, slurm
 from autograder.cluster.status import class_status, print_status, summary
-from autograder.grade_student import grade_student, run_nbgrader
-from autograder.run_lock import LockedError, course_lock
+from autograder.grading import demo, gradebook, report
+from autograder.grading.grade_student import grade_student, run_nbgrader
+from autograder.grading.run_lock import LockedError, course_lock
+from autograder.intake import collect
+from autograder.similarity import report as similarity_report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

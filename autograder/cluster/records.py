@@ -8,7 +8,8 @@
     logs/<job>_<task>.out   Slurm's output of each task
 
 The grading itself writes results/<student>.json and logs/<student>.log in the course folder
-(autograder/grade_student.py), and the grades go to the gradebook. Every file here is written
+(autograder/grading/grade_student.py), and the grades go to the gradebook. Every file here is
+written
 whole (a temporary file, then a rename), so a task killed midway leaves the previous version.
 """
 

@@ -10,8 +10,8 @@ graded; a task that Slurm killed, or that ended without finishing, is "failed" w
 A student that the collection refused (a link, an impossible name) is done: nothing to grade.
 """
 
-from autograder import gradebook, report
 from autograder.cluster import records, slurm
+from autograder.grading import gradebook, report
 
 ASSIGNMENT = "ddim"
 STATES = ("done", "running", "pending", "failed", "missing")

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 from autograder.errors import GraderError
-from autograder.no_follow import open_no_follow
+from autograder.intake.no_follow import open_no_follow
 
 MAX_ENTRY_BYTES = 2**20
 CODE_ROOT = Path(__file__).resolve().parents[2]
@@ -30,9 +30,9 @@ def code_hash(extra_files=()):
     """The SHA-256 of all the code that a training run or its measurement depends on."""
     digest = hashlib.sha256()
     folders = (CODE_ROOT / "diffusion_course", CODE_ROOT / "autograder" / "runner",
-               CODE_ROOT / "autograder" / "grader_state")
+               CODE_ROOT / "autograder" / "grader_state", CODE_ROOT / "autograder" / "assignment")
     files = sorted([*(path for folder in folders for path in folder.rglob("*.py")),
-                    CODE_ROOT / "autograder" / "reference.py", *map(Path, extra_files)])
+                    *map(Path, extra_files)])
     for path in files:
         digest.update(path.relative_to(CODE_ROOT).as_posix().encode())
         digest.update(path.read_bytes())

@@ -1,7 +1,7 @@
 """The training-run evaluation: a trained model's noise MAE and KID, measured in this process.
 
 The weights come from a student runner as arrays. They are loaded into a model with the
-reference functions, so the measurement uses the reference sampler whatever the student wrote:
+solution functions, so the measurement uses the solution's sampler whatever the student wrote:
 
 - noise MAE: the EMA network's noise predictions on fixed held-out images, noises and times;
 - KID: images generated from fixed initial noise in config.kid_diffusion_steps steps, against
@@ -16,8 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from autograder.assignment.solution import SOLUTION_SOURCE_FILES, SolutionDiffusionModel
 from autograder.grader_state.cache import MetricsCache, code_hash
-from autograder.reference import REFERENCE_SOURCE_FILES, ReferenceDiffusionModel
 from autograder.runner.stand_ins import to_numpy
 from diffusion_course.kid import (
     INCEPTION_WEIGHTS_FILE,
@@ -59,7 +59,7 @@ class Evaluator:
         self.diffusion_times = rng.uniform(size=(image_shape[0], 1, 1, 1)).astype("float32")
         self.features = kid_feature_kind()
         self._encoder = None
-        self.code_hash = code_hash(REFERENCE_SOURCE_FILES)
+        self.code_hash = code_hash(SOLUTION_SOURCE_FILES)
 
     @property
     def encoder(self):
@@ -83,7 +83,7 @@ class Evaluator:
         return self.cache.put(self.description(run), metrics)
 
     def metrics(self, model):
-        """{"noise_mae", "kid", "features"} of a model, measured with the reference functions."""
+        """{"noise_mae", "kid", "features"} of a model, measured with the solution's functions."""
         encoder = self.encoder
         images = model.normalize(self.held_out_images)
         noise_rates, signal_rates = model.diffusion_schedule(self.diffusion_times)
@@ -100,7 +100,7 @@ class Evaluator:
 
     def weights_metrics(self, weights):
         """The metrics of a runner's weights {part: [arrays]} (UnusableWeights if they misfit)."""
-        model = ReferenceDiffusionModel(self.config, seed=self.seed)
+        model = SolutionDiffusionModel(self.config, seed=self.seed)
         parts = model.checkpoint_parts()
         if not isinstance(weights, dict) or set(weights) != set(parts):
             raise UnusableWeights(f"expected the parts {sorted(parts)}")
@@ -109,9 +109,9 @@ class Evaluator:
             arrays = weights[name]
             if not isinstance(arrays, list) or len(arrays) != len(expected):
                 raise UnusableWeights(f"{name}: expected {len(expected)} arrays")
-            for array, reference in zip(arrays, expected):
-                if (not isinstance(array, np.ndarray) or array.shape != reference.shape
-                        or array.dtype != reference.dtype):
+            for array, solution in zip(arrays, expected):
+                if (not isinstance(array, np.ndarray) or array.shape != solution.shape
+                        or array.dtype != solution.dtype):
                     raise UnusableWeights(f"{name}: an array does not fit the network")
             network.set_weights(arrays)
         return self.metrics(model)
@@ -124,7 +124,7 @@ class Evaluator:
             return cached
         # seeded like the training runs, so these are the weights that they start from
         keras.utils.set_random_seed(self.seed)
-        model = ReferenceDiffusionModel(self.config, seed=self.seed)
+        model = SolutionDiffusionModel(self.config, seed=self.seed)
         model.adapt_normalizer(synthetic_flowers(self.budget.num_train_images,
                                                  self.config.image_size, TRAIN_IMAGES_SEED))
         return self.store(run, self.metrics(model))

@@ -2,5 +2,5 @@
 sandbox confines) and how the judge launches it and reads its answers.
 
 Only this folder, the package marker and the library are visible to a runner: nothing here may
-import the reference, the verdicts or the grader's state.
+import the solution, the verdicts or the grader's state.
 """

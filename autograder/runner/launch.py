@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from autograder import sandbox
+from autograder.assignment.forbidden_imports import LIBRARY, forbidden_paths
 from autograder.errors import GraderError
-from autograder.forbidden_imports import LIBRARY, forbidden_paths
 from autograder.runner.channel import MalformedMessage, read_message
 
 AUTOGRADER = Path(__file__).resolve().parents[1]
@@ -116,7 +116,7 @@ class RunnerProcess:
 
     def __init__(self, request, what, timeout, session_folder, secret=False):
         self.what = what
-        # a run that holds reference code: its output and errors never reach the feedback
+        # a run that holds solution code: its output and errors never reach the feedback
         self.secret = secret
         self.timeout = timeout
         # the report sits beside the work folder, in a folder the sandbox does not show
@@ -206,7 +206,7 @@ class RunnerProcess:
             return failure
         if self.secret:
             return RunnerFailure(f"the {self.what} failed (its output is withheld: the run held "
-                                 "reference code)")
+                                 "solution code)")
         tail = self.output_tail()
         if tail:
             failure.args = (f"{failure.args[0]}; its last output:\n{tail}",)

@@ -15,7 +15,7 @@ went on after it; an answer cell that raises is its function's error.
 
 A cell comes from `submission.function_programs` as {"label", "source", "own", "index"
 (its place in the notebook), "release"}. Cells without an "index" (a plain answer source, or the
-reference's answer that replaces a failed function in a training run) run as before: after the
+solution's answer that replaces a failed function in a training run) run as before: after the
 preamble, in a namespace of their own.
 """
 
@@ -114,8 +114,8 @@ def what_runs(preamble, programs):
     """{name: [(source, own)]}: the code that these programs run, without the release cells
     that will not run, labels or places. Two submissions with the same `what_runs` train the
     same functions: the judge's training runs are cached by it (the solution's notebook, and
-    every submission whose failed functions were replaced by the reference's, train exactly
-    the reference)."""
+    every submission whose failed functions were replaced by the solution's, train exactly
+    the solution)."""
     needed = needed_release_cells(preamble, list(_notebook_cells(programs).values()))
     return {name: [(cell["source"], cell["own"]) for cell in program or []
                    if not cell.get("release") or cell["index"] in needed]

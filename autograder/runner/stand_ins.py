@@ -1,7 +1,7 @@
 """The stand-ins and fixed inputs of the probes, shared by both sides of the trust boundary.
 
-The student runner calls a student's function on these; the judge calls the reference function
-on the very same ones, in its own process, so "expected" is the reference's output:
+The student runner calls a student's function on these; the judge calls the solution's function
+on the very same ones, in its own process, so "expected" is the solution's output:
 
 1. diffusion_schedule on times in [0, 1] shaped (n, 1, 1, 1), with the course's signal-rate
    bounds and with other bounds (hard-coded bounds show up there);
@@ -12,7 +12,7 @@ on the very same ones, in its own process, so "expected" is the reference's outp
    linear in time, image prediction) that log every call, for 1, 5 and 20 steps, and with an
    oracle that knows the clean image.
 
-This module holds no reference code and decides nothing.
+This module holds no solution code and decides nothing.
 """
 
 import keras
@@ -25,7 +25,7 @@ from diffusion_course.ddim import DiffusionModel
 PROBE_SEED = 2021
 
 # the tenths, and times between them: a schedule that rounds the times to 10 discrete steps
-# (DDPM-style) equals the reference on every tenth, and its training run passes too
+# (DDPM-style) equals the solution on every tenth, and its training run passes too
 SCHEDULE_TIMES = np.sort(np.concatenate([np.linspace(0.0, 1.0, 11), [0.037, 0.413, 0.861]])
                          ).astype("float32").reshape(-1, 1, 1, 1)
 # a second pair of bounds: a schedule that hard-codes 0.02 and 0.95 fails here

@@ -5,7 +5,7 @@ sandbox, with the student's uid, as
 
     python -I -c "...; from autograder.runner.student_runner import main; main()"
 
-and only this folder (`autograder/runner/`) and the library are visible to it: no reference
+and only this folder (`autograder/runner/`) and the library are visible to it: no solution
 code is in this process, so a student's code can do anything here except read the solution or
 decide a verdict. It writes raw outputs and judges nothing. A student function that raises is
 data, not a crash: its error is recorded and the exit status stays 0.
@@ -89,7 +89,7 @@ def run_training(request, preamble, config, channel):
     # the same start as every other training run, whatever ran in this process before
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    # bit-identical reruns: the cached reference run and this one may differ only by their code,
+    # bit-identical reruns: the cached solution run and this one may differ only by their code,
     # not by the order in which threads add up a reduction
     tf.config.experimental.enable_op_determinism()
     images = synthetic_flowers(request["num_train_images"], config.image_size,

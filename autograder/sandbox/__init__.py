@@ -36,8 +36,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from autograder.intake.no_follow import open_no_follow
 from autograder.limits import LIMITS, SANDBOX_UID_BASE
-from autograder.no_follow import open_no_follow
 from autograder.sandbox import seccomp
 
 SETUP_FAILED = 125

@@ -1,4 +1,4 @@
-"""What decides verdicts: the runner's records, judged against the reference, in the trusted
+"""What decides verdicts: the runner's records, judged against the solution, in the trusted
 process. One module per graded test cell; `judge_units` gives the three function verdicts."""
 
 from autograder import TEST_CELLS, TRAINING_TEST_CELL
@@ -7,9 +7,9 @@ from autograder.runner import stand_ins
 from autograder.runner.probes import FUNCTION_CPU_LIMIT_S, FUNCTION_WALL_LIMIT_S
 from autograder.verdicts.checks import Unusable, Verdict, error_text
 from autograder.verdicts.denoise import judge_denoise
-from autograder.verdicts.reference_outputs import reference_outputs
 from autograder.verdicts.sampler import judge_reverse_diffusion
 from autograder.verdicts.schedule import judge_schedule
+from autograder.verdicts.solution_outputs import solution_outputs
 
 __all__ = ["TEST_CELLS", "TRAINING_TEST_CELL", "judge_units"]
 UNIT_JUDGES = {
@@ -28,14 +28,14 @@ def judge_units(result, config):
                           f"ran out of time while waiting for a CPU longer than it ran")
     verdicts, remarked = {}, set()
     for name in stand_ins.FUNCTION_NAMES:
-        verdict = _unit_verdict(name, result, reference_outputs(config)[name], config)
+        verdict = _unit_verdict(name, result, solution_outputs(config)[name], config)
         notes = _extra_cell_notes(result, name) if not verdict.passed else ""
         verdicts[name] = Verdict(verdict.passed, verdict.score_fraction,
                                  verdict.message + notes + _remarks(result, name, remarked))
     return verdicts
 
 
-def _unit_verdict(name, result, reference, config):
+def _unit_verdict(name, result, solution, config):
     try:
         if name in result["timed_out"]:
             return Verdict(False, 0.0, f"{name}: its cells and its probes used more than "
@@ -46,7 +46,7 @@ def _unit_verdict(name, result, reference, config):
         if name in result["definition_errors"]:
             error = error_text(result["definition_errors"][name])
             return Verdict(False, 0.0, f"{name}: its cell {error}")
-        return UNIT_JUDGES[name](result["probes"][name], reference, config)
+        return UNIT_JUDGES[name](result["probes"][name], solution, config)
     except Unusable as problem:
         return Verdict(False, 0.0, f"{name}: {problem}")
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as error:

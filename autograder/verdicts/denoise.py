@@ -70,7 +70,7 @@ def _identity_check(prediction, pred_noises, pred_images, noisy_images, noise_ra
             f"{formula}; they differ by up to {largest_difference(returned, consistent):.3g}")
 
 
-def judge_denoise(outcome, reference, config):
+def judge_denoise(outcome, solution, config):
     checks = Checks("denoise")
     output_name, network_output = NETWORK_OUTPUTS[config.prediction]
     target = TARGET_NAMES[config.prediction]
@@ -113,10 +113,10 @@ def judge_denoise(outcome, reference, config):
                       f"{training}) should give back the clean images; the largest difference "
                       f"is {largest_difference(pred_images, inputs['clean_image']):.3g}")
     pairs = [(value, expected) for training in (True, False)
-             for (value, _), expected in zip(outputs[training], reference[training])]
+             for (value, _), expected in zip(outputs[training], solution[training])]
     checks.expect(all(close(value, expected, 1e-4) for value, expected in pairs),
                   f"on the same inputs and stand-in networks, the outputs differ from the "
-                  f"reference solution's by up to "
+                  f"solution's by up to "
                   f"{max(largest_difference(value, expected) for value, expected in pairs):.3g}")
     checks.expect(*_compiled_denoise_check(outcome["compiled"],
                                            [value for value, _ in outputs[True]]))

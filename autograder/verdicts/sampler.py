@@ -1,4 +1,4 @@
-"""test_reverse_diffusion: the DDIM loop step by step against the reference, with hints."""
+"""test_reverse_diffusion: the DDIM loop step by step against the solution, with hints."""
 
 import numpy as np
 from keras import ops
@@ -104,13 +104,13 @@ def _final_output_hint(final, calls, model, steps):
     return ""
 
 
-def judge_reverse_diffusion(outcome, reference, config):
+def judge_reverse_diffusion(outcome, solution, config):
     checks = Checks("reverse_diffusion")
     image_shape = (stand_ins.NUM_SAMPLER_IMAGES, config.image_size, config.image_size, 3)
     runs = stand_ins.sampler_runs()
     unusable = []
     for name, (steps, oracle) in runs.items():
-        record, expected = outcome.get(name), reference[name]
+        record, expected = outcome.get(name), solution[name]
         call = f"reverse_diffusion(initial_noise, diffusion_steps={steps})"
         if oracle:
             call += " with the oracle network"
@@ -145,7 +145,7 @@ def judge_reverse_diffusion(outcome, reference, config):
         checks.expect(problem is None, f"{call}: {problem}")
         checks.expect(close(final, expected["final"], 1e-4),
                       f"{call} should return the last step's pred_images; its result differs "
-                      f"from the reference's by up to "
+                      f"from the solution's by up to "
                       f"{largest_difference(final, expected['final']):.3g}{hint}")
     if len(unusable) == len(runs):
         raise Unusable(unusable[0])

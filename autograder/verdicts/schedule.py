@@ -7,7 +7,7 @@ from autograder.verdicts.checks import Checks, Unusable, close, largest_differen
 from diffusion_course.variants import FAMILIES
 
 
-def judge_schedule(outcome, reference, config):
+def judge_schedule(outcome, solution, config):
     checks = Checks("diffusion_schedule")
     times = stand_ins.SCHEDULE_TIMES.ravel()
     names = ("noise_rates", "signal_rates")
@@ -39,7 +39,7 @@ def judge_schedule(outcome, reference, config):
     checks.expect(np.all(np.diff(signal_rates) < 0) and np.all(np.diff(noise_rates) > 0),
                   f"as t grows from 0 to 1 the signal rate should fall and the noise rate rise; "
                   f"got signal rates {rounded(signal_rates, 3)}")
-    expected_noise, expected_signal = (rates.ravel() for rates in reference["course"])
+    expected_noise, expected_signal = (rates.ravel() for rates in solution["course"])
     worst = int(np.argmax(np.abs(signal_rates - expected_signal)
                           + np.abs(noise_rates - expected_noise)))
     checks.expect(close(noise_rates, expected_noise) and close(signal_rates, expected_signal),
@@ -49,7 +49,7 @@ def judge_schedule(outcome, reference, config):
                   f"t={times[worst]:.3g} expected noise_rate {expected_noise[worst]:.4f} and "
                   f"signal_rate {expected_signal[worst]:.4f}, got {noise_rates[worst]:.4f} and "
                   f"{signal_rates[worst]:.4f}")
-    checks.expect(*_other_bounds_check(outcome["other"]["eager"], reference["other"],
+    checks.expect(*_other_bounds_check(outcome["other"]["eager"], solution["other"],
                                        signal_rates))
     checks.expect(*_compiled_check(outcome["course"]["compiled"], noise_rates, signal_rates))
     return checks.verdict()

@@ -1,17 +1,17 @@
-"""test_training_kid: does the student's model train like the reference?
+"""test_training_kid: does the student's model train like the solution?
 
-A short seeded training run with the student's functions (the reference's for any function
+A short seeded training run with the student's functions (the solution's for any function
 that failed its own test), then the noise MAE and the KID of generated images, measured in the
-trusted process (`grader_state/evaluation.py`) and compared with the same run of the reference
+trusted process (`grader_state/evaluation.py`) and compared with the same run of the solution
 code and with the untrained model.
 
 Training budget (measured on this 2-core CPU, quick profile: 16 px images, widths (16, 32),
 batch 16, learning rate 3e-3): 150 AdamW steps on 512 synthetic flowers
 (`diffusion_course/synthetic.py`), EMA decay 0.9 because 0.999 would leave the EMA network at
 its initialisation after so few steps; KID of 256 generated images (3 DDIM steps) against 256
-held-out images. Over reference seeds 0-5 the KID (offline features) was 0.86 ± 0.045 (min 0.77,
+held-out images. Over solution seeds 0-5 the KID (offline features) was 0.86 ± 0.045 (min 0.77,
 max 0.91) and the noise MAE 0.281 ± 0.002; the untrained model's KID is about 19 and its MAE
-0.797. Hence the pass rule: noise MAE < 0.5; KID within ±35% of the reference run's (about
+0.797. Hence the pass rule: noise MAE < 0.5; KID within ±35% of the solution's run (about
 ±0.3, over 6 seed standard deviations: a correct solution written differently, with the same
 seed, lands about 1% from it); and KID below a quarter of the untrained model's. A training run
 takes about 11 s.
@@ -19,7 +19,7 @@ takes about 11 s.
 The full profile (64 px, the course's U-Net, batch 64) is for a GPU: 1,000 steps, EMA 0.99,
 KID of 256 images against 256 (Inception features when their weights are in the Keras cache).
 These numbers and its margins (copied from the quick profile) were NOT measured: no GPU was
-available. Measure its seed-to-seed spread with `judge.measure_reference_spread` before using it.
+available. Measure its seed-to-seed spread with `judge.measure_solution_spread` before using it.
 """
 
 from dataclasses import dataclass
@@ -41,7 +41,7 @@ class TrainingBudget:
     num_train_images: int
     num_kid_images: int
     max_noise_mae: float
-    kid_relative_margin: float  # |KID - reference KID| <= margin * reference KID
+    kid_relative_margin: float  # |KID - solution KID| <= margin * solution KID
     max_fraction_of_untrained_kid: float
     timeout_s: int
 
@@ -63,45 +63,45 @@ def training_setup(config):
     return config.replace(ema=budget.ema), budget
 
 
-def judge_training(student, reference, untrained, budget, used):
+def judge_training(student, solution, untrained, budget, used):
     """The pass rule of the module docstring, with every number in the message."""
-    lowest_kid = (1.0 - budget.kid_relative_margin) * reference["kid"]
-    highest_kid = (1.0 + budget.kid_relative_margin) * reference["kid"]
+    lowest_kid = (1.0 - budget.kid_relative_margin) * solution["kid"]
+    highest_kid = (1.0 + budget.kid_relative_margin) * solution["kid"]
     untrained_limit = budget.max_fraction_of_untrained_kid * untrained["kid"]
     checks = Checks("training")
     checks.expect(student["noise_mae"] < budget.max_noise_mae,
                   f"after {budget.steps} steps the noise MAE should be below "
-                  f"{budget.max_noise_mae} (the reference run reaches "
-                  f"{reference['noise_mae']:.3f}; a model that learned nothing stays at "
+                  f"{budget.max_noise_mae} (the solution's run reaches "
+                  f"{solution['noise_mae']:.3f}; a model that learned nothing stays at "
                   f"√(2/π) ≈ {UNLEARNED_NOISE_MAE:.3f}), got {student['noise_mae']:.3f}")
     checks.expect(lowest_kid <= student["kid"] <= highest_kid,
-                  f"the KID should be within ±{budget.kid_relative_margin:.0%} of the reference "
-                  f"run's {reference['kid']:.3f} (same seed, same data), i.e. in "
+                  f"the KID should be within ±{budget.kid_relative_margin:.0%} of the solution "
+                  f"run's {solution['kid']:.3f} (same seed, same data), i.e. in "
                   f"[{lowest_kid:.3f}, {highest_kid:.3f}], got {student['kid']:.3f}")
     checks.expect(student["kid"] < untrained_limit,
                   f"the KID should be below {budget.max_fraction_of_untrained_kid} × the "
                   f"untrained model's {untrained['kid']:.3f} = {untrained_limit:.3f}, got "
                   f"{student['kid']:.3f}")
     summary = (f"Trained {budget.steps} steps with {used}. Noise MAE {student['noise_mae']:.3f} "
-               f"(reference {reference['noise_mae']:.3f}, untrained "
-               f"{untrained['noise_mae']:.3f}); KID {student['kid']:.3f} (reference "
-               f"{reference['kid']:.3f}, untrained {untrained['kid']:.3f}); "
+               f"(solution {solution['noise_mae']:.3f}, untrained "
+               f"{untrained['noise_mae']:.3f}); KID {student['kid']:.3f} (solution "
+               f"{solution['kid']:.3f}, untrained {untrained['kid']:.3f}); "
                f"KID features: {student['features']}.")
     verdict = checks.verdict()
     if verdict.passed:
         return Verdict(True, 1.0, f"training: {summary}")
-    # the cell is all or nothing: a model either trains like the reference or it does not
+    # the cell is all or nothing: a model either trains like the solution or it does not
     return Verdict(False, 0.0, f"{verdict.message}\n{summary}")
 
 
 def functions_used(passed):
-    """Which functions were trained, e.g. "your denoise, with the reference ..."."""
+    """Which functions were trained, e.g. "your denoise, with the solution ..."."""
     mine = [name for name in stand_ins.FUNCTION_NAMES if passed[name]]
-    reference = [name for name in stand_ins.FUNCTION_NAMES if not passed[name]]
+    solution = [name for name in stand_ins.FUNCTION_NAMES if not passed[name]]
     used = f"your {_join(mine)}"
-    if reference:
-        used += (f", with the reference {_join(reference)} (yours did not pass "
-                 f"{'its test' if len(reference) == 1 else 'their tests'})")
+    if solution:
+        used += (f", with the solution's {_join(solution)} (yours did not pass "
+                 f"{'its test' if len(solution) == 1 else 'their tests'})")
     return used
 
 

@@ -6,7 +6,7 @@ are not symbolic links (a save replaces them). Then it locks `out/.lock` with an
 lock, which the system releases when the process ends, however it ends: a killed run never
 leaves a stale lock. The lock file names its holder, so a second run on the same folder says who
 holds it instead of deleting the first run's files as it saves. (Why not the `filelock`
-package: autograder/run_lock.py says.)
+package: autograder/grading/run_lock.py says.)
 """
 
 import contextlib

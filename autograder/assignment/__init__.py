@@ -1,0 +1,3 @@
+"""What the hidden tests know of the assignment: its solution, every variant's, and what an answer
+may not import.
+"""

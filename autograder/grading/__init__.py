@@ -1,0 +1,3 @@
+"""A grading run and what it writes: the commands, one student's grading, the grade table, the
+gradebook and the feedback.
+"""

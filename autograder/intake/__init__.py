@@ -1,0 +1,1 @@
+"""Reading what students hand in: trusted code reading files that student code wrote."""

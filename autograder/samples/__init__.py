@@ -1,0 +1,3 @@
+"""The kit's own sample class: mistakes, attacks, honest styles and copies, with the grades they
+must get.
+"""

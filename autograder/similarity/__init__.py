@@ -1,0 +1,1 @@
+"""The similarity report: which students' code resembles whose, and the solution."""
