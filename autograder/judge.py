@@ -28,14 +28,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from autograder import FUNCTION_NAMES
 from autograder.assignment.forbidden_imports import FORBIDDEN_MODULES, RULE, forbidden_imports
-from autograder.assignment.solution import setup_source, solution_sources_for
+from autograder.assignment.solution_cells import setup_source
+from autograder.assignment.variant_solutions import solution_sources_for
 from autograder.errors import GraderError
 from autograder.grader_state.cache import default_cache_dir
 from autograder.grader_state.evaluation import TRAIN_IMAGES_SEED, Evaluator, UnusableWeights
 from autograder.runner.launch import RunnerFailure, RunnerProcess
 from autograder.runner.notebook_pass import what_runs
-from autograder.runner.stand_ins import FUNCTION_NAMES
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
 from autograder.verdicts.checks import Unusable, Verdict, error_text
 from autograder.verdicts.solution_outputs import solution_outputs
@@ -221,10 +222,10 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
         if speculative:
             trainings.adopt(preamble, programs, units_run)
         trainings.start(setup_source(), _solution_programs(config))
-        solution_outputs(config)
+        expected = solution_outputs(config, evaluator.cache.folder)
         untrained = evaluator.untrained_metrics()
 
-        verdicts, passed = _unit_verdicts(units_run, config, programs)
+        verdicts, passed = _unit_verdicts(units_run, config, programs, expected)
         training_programs = {name: programs[name] if passed[name] else
                              _solution_programs(config)[name] for name in FUNCTION_NAMES}
         if training_programs != programs:
@@ -263,10 +264,10 @@ def _forbidden_import_verdict(name, program):
                                f"({masked}). Write {name} yourself")
 
 
-def _unit_verdicts(units_run, config, programs):
+def _unit_verdicts(units_run, config, programs, expected):
     """({test cell: Verdict}, {function name: passed}) of the three function tests."""
     try:
-        by_function = judge_units(units_run.wait_for("units"), config)
+        by_function = judge_units(units_run.wait_for("units"), config, expected)
     except RunnerFailure as failure:
         by_function = {name: Verdict(False, 0.0, f"{name}: {failure}") for name in FUNCTION_NAMES}
     for name, program in programs.items():

@@ -21,6 +21,7 @@ One module per concept:
 - `design_grid`: one training run per prediction and loss weighting;
 - `samplers`: the initial noise and the compiled sampling loops;
 - `kid`: the quality metric;
+- `inception_weights`: where KID's InceptionV3 weights are looked up (no Keras import);
 - `plotting`: image grids, GIFs and charts;
 - `checkpoints`: saving and loading networks with a sealed manifest;
 - `atomic_folder`: replacing a checkpoint folder safely;

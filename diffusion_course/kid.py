@@ -26,18 +26,19 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from diffusion_course.inception_weights import (  # noqa: F401 (re-exported)
+    INCEPTION_WEIGHTS_FILE,
+    INCEPTION_WEIGHTS_MD5,
+    INCEPTION_WEIGHTS_URL,
+    inception_weights_cache_dir,
+)
+
 # which features each kind of encoder computes; `encoder.feature_name` adds the image size
 ENCODER_KINDS = {
     "inception": "InceptionV3/ImageNet (the KID of the DDIM text)",
     "offline": "offline colour/texture statistics (not comparable with Inception KID)",
 }
 
-INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-INCEPTION_WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
-INCEPTION_WEIGHTS_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
-    + INCEPTION_WEIGHTS_FILE
-)
 # the smallest input InceptionV3 accepts; the DDIM text measures KID at exactly this size
 INCEPTION_MIN_IMAGE_SIZE = 75
 
@@ -90,23 +91,6 @@ def format_kid(value, feature_name):
 # ---- InceptionV3 features ------------------------------------------------------------------
 
 
-# Why not Keras's own cache lookup (`keras.utils.get_file(..., file_hash=...)`): it has no
-# look-up-only mode, so offline it tries a download, and a cached file with the wrong hash is
-# re-downloaded, and offline deleted. Ours only looks, keeps a bad file and says what to do.
-def inception_weights_cache_dir():
-    """Where Keras caches the weights: `$KERAS_HOME/models`, with `~/.keras` as KERAS_HOME.
-
-    Read at call time (Keras itself reads KERAS_HOME once, at import), following the rules of
-    `keras.utils.get_file`, which falls back to /tmp/.keras when the folder is not writable.
-    """
-    keras_home = os.environ.get("KERAS_HOME")
-    if keras_home is None:
-        home = os.path.expanduser("~")
-        keras_home = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
-    keras_home = os.path.expanduser(keras_home)
-    if not os.access(keras_home, os.W_OK):
-        keras_home = os.path.join("/tmp", ".keras")
-    return os.path.join(keras_home, "models")
 
 
 def _md5(path):

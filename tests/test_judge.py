@@ -48,6 +48,7 @@ from autograder.samples.mistakes import (
 )
 from autograder.verdicts import TEST_CELLS, TRAINING_TEST_CELL, judge_units
 from autograder.verdicts.checks import Verdict
+from autograder.verdicts.solution_outputs import solution_outputs
 from diffusion_course.config import DDIMConfig
 
 # what the failure message must say, so that the student can find the mistake
@@ -146,7 +147,7 @@ def test_a_runner_stuck_in_student_code_that_defeats_the_time_limit_is_stopped(
         assert "did not finish within 45 s" in verdicts[cell].message, verdicts[cell].message
 
 
-def test_an_endless_loop_is_stopped_and_costs_its_own_function_only(monkeypatch):
+def test_an_endless_loop_is_stopped_and_costs_its_own_function_only(monkeypatch, tmp_path):
     """The runner's per-function CPU time limit, here 5 s instead of 30 s, run in this process:
     the loop reaches it however loaded the machine is."""
     monkeypatch.setattr(probes, "FUNCTION_CPU_LIMIT_S", 5)
@@ -162,7 +163,8 @@ def test_an_endless_loop_is_stopped_and_costs_its_own_function_only(monkeypatch)
     stream = io.BytesIO()
     write_message(stream, result, store)
     stream.seek(0)
-    verdicts = judge_units(read_message(stream, 2**26), config)
+    verdicts = judge_units(read_message(stream, 2**26), config,
+                           solution_outputs(config, tmp_path / "cache"))
     assert "were stopped (an endless loop?)" in verdicts["denoise"].message, verdicts["denoise"]
     assert verdicts["diffusion_schedule"].passed and verdicts["reverse_diffusion"].passed
 

@@ -8,24 +8,24 @@ solution follows the variant that a configuration has (its schedule and predicti
 """
 
 from functools import cache
-from pathlib import Path
 from types import SimpleNamespace
 
-from autograder.assignment import variant_solutions
 from autograder.assignment.solution_cells import (  # noqa: F401 (the solution's sources, re-exported)
     FUNCTION_NAMES,
     SETUP_CELL,
     SOLUTION_NOTEBOOK,
+    SOLUTION_SOURCE_FILES,
     notebook_cells,
     setup_source,
     solution_sources,
 )
-from autograder.assignment.variant_solutions import variant_solution_sources
+from autograder.assignment.variant_solutions import (  # noqa: F401 (re-exported)
+    config_variant_name,
+    solution_sources_for,
+    variant_solution_sources,
+)
 from diffusion_course.ddim import DiffusionModel
-from diffusion_course.variants import DEFAULT_VARIANT, variant_of
-
-# what the solution depends on besides the notebook (a grader cache's code hash includes it)
-SOLUTION_SOURCE_FILES = (SOLUTION_NOTEBOOK, Path(variant_solutions.__file__))
+from diffusion_course.variants import DEFAULT_VARIANT
 
 
 def define_functions(sources, preamble):
@@ -45,22 +45,9 @@ def variant_functions(variant_name):
     return define_functions(variant_solution_sources(variant_name), setup_source())
 
 
-def solution_sources_for(config):
-    """{name: source} of the solution of the variant that `config` has."""
-    return variant_solution_sources(_variant_name(config))
-
-
 def solution_functions(config):
     """{name: function} of the solution of the variant that `config` has."""
-    return variant_functions(_variant_name(config))
-
-
-def _variant_name(config):
-    found = variant_of(config)
-    if found is None:
-        raise ValueError(f"no variant of the assignment has schedule={config.schedule!r} with "
-                         f"prediction={config.prediction!r}: see diffusion_course/variants.py")
-    return found.name
+    return variant_functions(config_variant_name(config))
 
 
 SOLUTION_FUNCTIONS = variant_functions(DEFAULT_VARIANT)

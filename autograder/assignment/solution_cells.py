@@ -12,6 +12,8 @@ from autograder import FUNCTION_NAMES
 
 SOLUTION_NOTEBOOK = Path(__file__).resolve().parents[2] / "solutions" / "ddim" / "ddim.ipynb"
 SETUP_CELL = "setup"
+# what the solution depends on besides the library (a grader cache's code hash includes it)
+SOLUTION_SOURCE_FILES = (SOLUTION_NOTEBOOK, Path(__file__).with_name("variant_solutions.py"))
 
 
 def notebook_cells(notebook_path=SOLUTION_NOTEBOOK):

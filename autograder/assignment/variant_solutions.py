@@ -7,7 +7,7 @@ these, tell last term's solution from this term's. Read as text: no TensorFlow h
 """
 
 from autograder.assignment.solution_cells import solution_sources
-from diffusion_course.variants import DEFAULT_VARIANT, variant
+from diffusion_course.variants import DEFAULT_VARIANT, variant, variant_of
 
 SCHEDULE_SOURCES = {
     "log-snr-linear": '''def diffusion_schedule(self, diffusion_times):
@@ -90,3 +90,17 @@ def changed_functions(variant_name):
     default = variant_solution_sources(DEFAULT_VARIANT)
     chosen = variant_solution_sources(variant_name)
     return tuple(name for name in chosen if chosen[name] != default[name])
+
+
+def config_variant_name(config):
+    """The name of the variant that `config` has (its schedule and prediction)."""
+    found = variant_of(config)
+    if found is None:
+        raise ValueError(f"no variant of the assignment has schedule={config.schedule!r} with "
+                         f"prediction={config.prediction!r}: see diffusion_course/variants.py")
+    return found.name
+
+
+def solution_sources_for(config):
+    """{name: source} of the solution of the variant that `config` has."""
+    return variant_solution_sources(config_variant_name(config))

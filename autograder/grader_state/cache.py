@@ -3,15 +3,17 @@
 Each entry is a JSON file named by the SHA-256 of what it describes (the kind of run, the
 configuration, the seed, the budget, the KID features, the versions and a hash of all the code
 involved), and holds that description and its own SHA-256. An entry is used only if it is a
-regular file (never a link), owned by this user, smaller than MAX_ENTRY_BYTES, and its content
+regular file (never a link), owned by this user, smaller than its size cap, and its content
 matches its hash and its name; anything else is a miss and is measured again.
 """
 
 import errno
 import hashlib
+import importlib.metadata
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 from autograder.errors import GraderError
@@ -39,6 +41,26 @@ def code_hash(extra_files=()):
     return digest.hexdigest()
 
 
+def keras_identity():
+    """{"backend", "keras"}: which Keras computes here, named without importing it (a grading
+    whose results are all cached starts no TensorFlow). The backend follows Keras's own rule:
+    $KERAS_BACKEND, else the "backend" of $KERAS_HOME/keras.json (~/.keras), else tensorflow."""
+    if "keras" in sys.modules:  # imported already: ask it
+        backend = sys.modules["keras"].backend.backend()
+    else:
+        backend = os.environ.get("KERAS_BACKEND") or _keras_json_backend() or "tensorflow"
+    return {"backend": backend, "keras": importlib.metadata.version("keras")}
+
+
+def _keras_json_backend():
+    keras_home = os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")))
+    try:
+        with open(os.path.join(keras_home, "keras.json")) as settings:
+            return json.load(settings).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _canonical(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -46,8 +68,9 @@ def _canonical(value):
 class MetricsCache:
     """A folder of {description: metrics} entries that only the grading user can touch."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, max_entry_bytes=MAX_ENTRY_BYTES):
         self.folder = Path(folder)
+        self.max_entry_bytes = max_entry_bytes
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             status = os.stat(self.folder, follow_symlinks=False)
@@ -77,16 +100,18 @@ class MetricsCache:
         with entry_file:
             status = os.fstat(entry_file.fileno())
             if (not stat.S_ISREG(status.st_mode) or status.st_uid != os.getuid()
-                    or status.st_size > MAX_ENTRY_BYTES):
+                    or status.st_size > self.max_entry_bytes):
                 return None
-            content = entry_file.read(MAX_ENTRY_BYTES + 1)
+            content = entry_file.read(self.max_entry_bytes + 1)
         try:
             entry = json.loads(content)
             body = {"description": entry["description"], "metrics": entry["metrics"]}
             intact = hashlib.sha256(_canonical(body).encode()).hexdigest() == entry["sha256"]
         except (ValueError, KeyError, TypeError):
             return None
-        return entry["metrics"] if intact and entry["description"] == description else None
+        # compared as JSON: a description's tuples come back from the file as lists
+        matches = _canonical(entry["description"]) == _canonical(description)
+        return entry["metrics"] if intact and matches else None
 
     def put(self, description, metrics):
         """Writes atomically (parallel graders share the cache); returns `metrics`."""

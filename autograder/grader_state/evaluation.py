@@ -10,21 +10,12 @@ solution functions, so the measurement uses the solution's sampler whatever the 
 """
 
 import dataclasses
-from pathlib import Path
 
-import keras
 import numpy as np
-from keras import ops
 
-from autograder.assignment.solution import SOLUTION_SOURCE_FILES, SolutionDiffusionModel
-from autograder.grader_state.cache import MetricsCache, code_hash
-from autograder.runner.stand_ins import to_numpy
-from diffusion_course.kid import (
-    INCEPTION_WEIGHTS_FILE,
-    inception_weights_cache_dir,
-    kernel_inception_distance,
-    make_encoder,
-)
+from autograder.assignment.solution_cells import SOLUTION_SOURCE_FILES
+from autograder.grader_state.cache import MetricsCache, code_hash, keras_identity
+from diffusion_course.inception_weights import inception_weights_cached
 from diffusion_course.synthetic import synthetic_flowers
 
 TRAIN_IMAGES_SEED = 0
@@ -34,8 +25,7 @@ EVALUATION_SEED = 7
 
 def kid_feature_kind():
     """Inception when its ImageNet weights are in the Keras cache, else the offline features."""
-    cached = Path(inception_weights_cache_dir()) / INCEPTION_WEIGHTS_FILE
-    return "inception" if cached.is_file() else "offline"
+    return "inception" if inception_weights_cached() else "offline"
 
 
 class UnusableWeights(ValueError):
@@ -65,6 +55,8 @@ class Evaluator:
     def encoder(self):
         """Built on first use: a submission whose metrics are all cached never needs it."""
         if self._encoder is None:
+            from diffusion_course.kid import make_encoder
+
             self._encoder = make_encoder(self.features, self.config.image_size)
             self.real_features = self._encoder.predict(self.held_out_images, verbose=0)
         return self._encoder
@@ -73,7 +65,7 @@ class Evaluator:
         """What a cache entry is the measurement of: the run and everything it depends on."""
         return {**run, "config": self.config.to_dict(), "seed": self.seed,
                 "budget": dataclasses.asdict(self.budget), "features": self.features,
-                "backend": keras.backend.backend(), "keras": keras.__version__,
+                **keras_identity(),
                 "code": self.code_hash}
 
     def cached(self, run):
@@ -84,6 +76,11 @@ class Evaluator:
 
     def metrics(self, model):
         """{"noise_mae", "kid", "features"} of a model, measured with the solution's functions."""
+        from keras import ops
+
+        from autograder.runner.stand_ins import to_numpy
+        from diffusion_course.kid import kernel_inception_distance
+
         encoder = self.encoder
         images = model.normalize(self.held_out_images)
         noise_rates, signal_rates = model.diffusion_schedule(self.diffusion_times)
@@ -100,6 +97,8 @@ class Evaluator:
 
     def weights_metrics(self, weights):
         """The metrics of a runner's weights {part: [arrays]} (UnusableWeights if they misfit)."""
+        from autograder.assignment.solution import SolutionDiffusionModel
+
         model = SolutionDiffusionModel(self.config, seed=self.seed)
         parts = model.checkpoint_parts()
         if not isinstance(weights, dict) or set(weights) != set(parts):
@@ -122,6 +121,10 @@ class Evaluator:
         cached = self.cached(run)
         if cached is not None:
             return cached
+        import keras
+
+        from autograder.assignment.solution import SolutionDiffusionModel
+
         # seeded like the training runs, so these are the weights that they start from
         keras.utils.set_random_seed(self.seed)
         model = SolutionDiffusionModel(self.config, seed=self.seed)

@@ -14,12 +14,8 @@ import numpy as np
 
 from autograder.runner import stand_ins
 from autograder.runner.notebook_pass import define_function, submission_pass
+from autograder.runner.probe_values import FUNCTION_CPU_LIMIT_S, FUNCTION_WALL_LIMIT_S
 from autograder.runner.recording import record_call
-
-# a correct function's cells and probes take about 1 s of CPU time; the wall limit leaves room
-# for a machine that shares its cores among several gradings
-FUNCTION_CPU_LIMIT_S = 10
-FUNCTION_WALL_LIMIT_S = 90
 
 
 class FunctionTimeout(BaseException):

@@ -20,28 +20,20 @@ import numpy as np
 from keras import layers, ops
 
 from autograder import FUNCTION_NAMES  # noqa: F401 (judge.py and verdicts/ read it from here)
+from autograder.runner.probe_values import (  # noqa: F401 (the probes' values, re-exported)
+    DENOISE_NOISE_RATES,
+    EMA_NETWORK_GAINS,
+    NUM_SAMPLER_IMAGES,
+    OTHER_SIGNAL_RATE_BOUNDS,
+    PROBE_END_LOG_SNR,
+    PROBE_START_LOG_SNR,
+    SCHEDULE_TIMES,
+    TRAINING_NETWORK_GAINS,
+    probe_inputs,
+    probe_times,
+    sampler_runs,
+)
 from diffusion_course.ddim import DiffusionModel
-
-PROBE_SEED = 2021
-
-# the tenths, and times between them: a schedule that rounds the times to 10 discrete steps
-# (DDPM-style) equals the solution on every tenth, and its training run passes too
-SCHEDULE_TIMES = np.sort(np.concatenate([np.linspace(0.0, 1.0, 11), [0.037, 0.413, 0.861]])
-                         ).astype("float32").reshape(-1, 1, 1, 1)
-# a second pair of bounds: a schedule that hard-codes 0.02 and 0.95 fails here
-OTHER_SIGNAL_RATE_BOUNDS = {"min_signal_rate": 0.1, "max_signal_rate": 0.8}
-
-# stand-in networks compute image_gain * images + variance_gain * noise_variances
-TRAINING_NETWORK_GAINS = (0.5, 2.0)
-EMA_NETWORK_GAINS = (-0.25, 3.0)
-DENOISE_NOISE_RATES = np.array([0.2, 0.45, 0.7, 0.9], "float32").reshape(-1, 1, 1, 1)
-
-# the probe schedule of the sampler: log-SNR linear in t, defined for every real t
-PROBE_START_LOG_SNR = 2.5
-PROBE_END_LOG_SNR = -5.0
-REVERSE_DIFFUSION_STEPS = (1, 5, 20)
-ORACLE_DIFFUSION_STEPS = 5
-NUM_SAMPLER_IMAGES = 3
 
 
 def affine_network(image_size, image_gain, variance_gain, name):
@@ -80,13 +72,6 @@ def probe_schedule(self, diffusion_times):
     return ops.sqrt(ops.sigmoid(-log_snr)), ops.sqrt(ops.sigmoid(log_snr))
 
 
-def probe_times(noise_rates, signal_rates):
-    """The diffusion times at which `probe_schedule` gives these rates (inverse of λ(t))."""
-    log_snr = np.log(np.square(signal_rates, dtype=np.float64)) - np.log(
-        np.square(noise_rates, dtype=np.float64))
-    return (log_snr - PROBE_START_LOG_SNR) / (PROBE_END_LOG_SNR - PROBE_START_LOG_SNR)
-
-
 def probe_denoise(self, noisy_images, noise_rates, signal_rates, training):
     """Image prediction: the stand-in predicts x̂0, then ε̂ = (x − s·x̂0) / n (another
     parametrisation than the assignment's, so the sampler is tested on its own)."""
@@ -106,24 +91,6 @@ def probe_model(config, methods, network, ema_network):
     model.network = network
     model.ema_network = ema_network
     return model
-
-
-def probe_inputs(config):
-    """The fixed inputs of the denoise and sampler probes, the same on both sides."""
-    rng = np.random.default_rng(PROBE_SEED)
-    size = config.image_size
-    clean_image = rng.standard_normal((1, size, size, 3)).astype("float32")
-    noises = rng.standard_normal((len(DENOISE_NOISE_RATES), size, size, 3)).astype("float32")
-    signal_rates = np.sqrt(1.0 - DENOISE_NOISE_RATES**2)
-    return {
-        "clean_image": clean_image,
-        "noises": noises,
-        "noise_rates": DENOISE_NOISE_RATES,
-        "signal_rates": signal_rates,
-        "noisy_images": signal_rates * clean_image + DENOISE_NOISE_RATES * noises,
-        "initial_noise": rng.standard_normal((NUM_SAMPLER_IMAGES, size, size, 3)).astype(
-            "float32"),
-    }
 
 
 def stand_in_networks(config):
@@ -180,11 +147,4 @@ def reverse_diffusion_probe(reverse_diffusion, config, oracle):
                "denoise": logging_denoise}
     model = probe_model(config, methods, network, ema_network)
     return model, ops.convert_to_tensor(inputs["initial_noise"]), calls
-
-
-def sampler_runs():
-    """(diffusion_steps, oracle) of every sampler probe, named as in the result."""
-    runs = {f"probe_steps_{steps}": (steps, False) for steps in REVERSE_DIFFUSION_STEPS}
-    runs[f"oracle_steps_{ORACLE_DIFFUSION_STEPS}"] = (ORACLE_DIFFUSION_STEPS, True)
-    return runs
 

@@ -1,15 +1,13 @@
 """What decides verdicts: the runner's records, judged against the solution, in the trusted
 process. One module per graded test cell; `judge_units` gives the three function verdicts."""
 
-from autograder import TEST_CELLS, TRAINING_TEST_CELL
+from autograder import FUNCTION_NAMES, TEST_CELLS, TRAINING_TEST_CELL
 from autograder.errors import GraderError
-from autograder.runner import stand_ins
-from autograder.runner.probes import FUNCTION_CPU_LIMIT_S, FUNCTION_WALL_LIMIT_S
+from autograder.runner.probe_values import FUNCTION_CPU_LIMIT_S, FUNCTION_WALL_LIMIT_S
 from autograder.verdicts.checks import Unusable, Verdict, error_text
 from autograder.verdicts.denoise import judge_denoise
 from autograder.verdicts.sampler import judge_reverse_diffusion
 from autograder.verdicts.schedule import judge_schedule
-from autograder.verdicts.solution_outputs import solution_outputs
 
 __all__ = ["TEST_CELLS", "TRAINING_TEST_CELL", "judge_units"]
 UNIT_JUDGES = {
@@ -19,16 +17,16 @@ UNIT_JUDGES = {
 }
 
 
-def judge_units(result, config):
-    """{function name: Verdict} from the units runner's result (GraderError if the machine
-    starved it)."""
+def judge_units(result, config, expected):
+    """{function name: Verdict} from the units runner's result, against `expected`, the
+    solution's outputs on the same probes (GraderError if the machine starved the run)."""
     starved = result.get("starved") if isinstance(result, dict) else None
     if starved:
         raise GraderError(f"the machine starved the units run: {', '.join(map(str, starved))} "
                           f"ran out of time while waiting for a CPU longer than it ran")
     verdicts, remarked = {}, set()
-    for name in stand_ins.FUNCTION_NAMES:
-        verdict = _unit_verdict(name, result, solution_outputs(config)[name], config)
+    for name in FUNCTION_NAMES:
+        verdict = _unit_verdict(name, result, expected[name], config)
         notes = _extra_cell_notes(result, name) if not verdict.passed else ""
         verdicts[name] = Verdict(verdict.passed, verdict.score_fraction,
                                  verdict.message + notes + _remarks(result, name, remarked))

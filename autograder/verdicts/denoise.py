@@ -6,7 +6,7 @@ the image or the velocity; the checks and their messages follow it.
 
 import numpy as np
 
-from autograder.runner import stand_ins
+from autograder.runner import probe_values
 from autograder.verdicts.checks import Checks, Unusable, close, largest_difference, pair, rounded
 
 # the network's output, from the returned pair (ε̂, x̂0) at rates (n, s); v = s·ε − n·x0
@@ -22,8 +22,8 @@ TARGET_NAMES = {"noise": "the noise", "image": "the clean images", "velocity": "
 
 def _network_that_ran(network_outputs, noisy_images):
     """Which affine stand-in produced the network outputs, and the noise levels it was given."""
-    networks = {"self.network": stand_ins.TRAINING_NETWORK_GAINS,
-                "self.ema_network": stand_ins.EMA_NETWORK_GAINS}
+    networks = {"self.network": probe_values.TRAINING_NETWORK_GAINS,
+                "self.ema_network": probe_values.EMA_NETWORK_GAINS}
     for name, (image_gain, variance_gain) in networks.items():
         residual = network_outputs - image_gain * noisy_images
         if residual.shape == noisy_images.shape and np.all(
@@ -74,7 +74,7 @@ def judge_denoise(outcome, solution, config):
     checks = Checks("denoise")
     output_name, network_output = NETWORK_OUTPUTS[config.prediction]
     target = TARGET_NAMES[config.prediction]
-    inputs = stand_ins.probe_inputs(config)
+    inputs = probe_values.probe_inputs(config)
     noisy_images = inputs["noisy_images"].astype(np.float64)
     noise_rates, signal_rates = (inputs[name].astype(np.float64)
                                  for name in ("noise_rates", "signal_rates"))

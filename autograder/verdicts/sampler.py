@@ -1,25 +1,24 @@
 """test_reverse_diffusion: the DDIM loop step by step against the solution, with hints."""
 
 import numpy as np
-from keras import ops
 
-from autograder.runner import stand_ins
+from autograder.runner import probe_values
 from autograder.verdicts.checks import Checks, Unusable, close, largest_difference, returned, tensor
 
 
 def _rates(call):
     """(noise_rates, signal_rates) of a logged call as one value per image."""
     return [np.broadcast_to(np.asarray(call[name], np.float64),
-                            (stand_ins.NUM_SAMPLER_IMAGES, 1, 1, 1)).ravel()
+                            (probe_values.NUM_SAMPLER_IMAGES, 1, 1, 1)).ravel()
             for name in ("noise_rates", "signal_rates")]
 
 
-def _denoised(model, call):
-    """What the probe denoise returned for a logged call: (pred_noises, pred_images)."""
-    return [stand_ins.to_numpy(value).astype(np.float64) for value in stand_ins.probe_denoise(
-        model, *(ops.convert_to_tensor(np.asarray(call[name], np.float32))
-                 for name in ("noisy_images", "noise_rates", "signal_rates")),
-        training=call["training"])]
+def _denoised(clean_image, call):
+    """What the probe denoise returned for a logged call: (pred_noises, pred_images); the
+    oracle's when `clean_image` is given, else the affine stand-ins'."""
+    return [value.astype(np.float64) for value in probe_values.probe_denoised(
+        *(call[name] for name in ("noisy_images", "noise_rates", "signal_rates")),
+        training=call["training"], clean_image=clean_image)]
 
 
 def _remix(rates, denoised):
@@ -33,7 +32,7 @@ def _format_time(time):
     return f"{round(float(time), 3) + 0.0:.3f}"  # + 0.0 turns -0.0 into 0.0
 
 
-def _step_inputs_problem(calls, expected_calls, model, steps):
+def _step_inputs_problem(calls, expected_calls, clean_image, steps):
     """The first step whose denoise inputs are wrong, explained; None if there is none.
 
     Each step is judged against the student's own previous step (the probe denoise is
@@ -45,14 +44,14 @@ def _step_inputs_problem(calls, expected_calls, model, steps):
             noise_rates, signal_rates = _rates(call)
         except ValueError:
             return (f"{where}, denoise got noise_rates of shape {np.shape(call['noise_rates'])}"
-                    f": expected one rate per image, shaped ({stand_ins.NUM_SAMPLER_IMAGES}, 1, 1, "
-                    f"1)")
+                    f": expected one rate per image, shaped "
+                    f"({probe_values.NUM_SAMPLER_IMAGES}, 1, 1, 1)")
         expected_rates = _rates(expected)
         if not (close(noise_rates, expected_rates[0], 1e-4)
                 and close(signal_rates, expected_rates[1], 1e-4)):
             with np.errstate(all="ignore"):
-                time = stand_ins.probe_times(noise_rates, signal_rates)[0]
-            expected_time = stand_ins.probe_times(*expected_rates)[0]
+                time = probe_values.probe_times(noise_rates, signal_rates)[0]
+            expected_time = probe_values.probe_times(*expected_rates)[0]
             hint = ""
             if abs(abs(time - expected_time) - 1.0 / steps) < 1e-3:
                 hint = " (is diffusion_times off by one step?)"
@@ -69,7 +68,7 @@ def _step_inputs_problem(calls, expected_calls, model, steps):
                         f"to {largest_difference(noisy_images, expected_images):.3g}")
             continue
         previous = calls[step - 1]
-        denoised = _denoised(model, previous)
+        denoised = _denoised(clean_image, previous)
         remixed = _remix(expected_rates, denoised)
         if close(noisy_images, remixed, 1e-4):
             continue
@@ -86,7 +85,7 @@ def _step_inputs_problem(calls, expected_calls, model, steps):
     return None
 
 
-def _final_output_hint(final, calls, model, steps):
+def _final_output_hint(final, calls, clean_image, steps):
     """Why the returned images are not the last pred_images, when a known mistake explains it."""
     if not calls:
         return ""
@@ -95,10 +94,10 @@ def _final_output_hint(final, calls, model, steps):
         return (" (it is the last noisy input of denoise: return the last pred_images, the "
                 "prediction of the clean images)")
     noise_rates, signal_rates = _rates(last)
-    times = stand_ins.probe_times(noise_rates, signal_rates)
-    next_rates = [stand_ins.to_numpy(rates).astype(np.float64).ravel() for rates in
-                  stand_ins.probe_schedule(model, (times - 1.0 / steps).reshape(-1, 1, 1, 1))]
-    if close(final, _remix(next_rates, _denoised(model, last)), 1e-4):
+    times = probe_values.probe_times(noise_rates, signal_rates)
+    next_rates = [rates.astype(np.float64).ravel() for rates in
+                  probe_values.probe_rates((times - 1.0 / steps).reshape(-1, 1, 1, 1))]
+    if close(final, _remix(next_rates, _denoised(clean_image, last)), 1e-4):
         return (" (it is the last remix, next_noisy_images: return pred_images, the "
                 "prediction of the clean images)")
     return ""
@@ -106,8 +105,8 @@ def _final_output_hint(final, calls, model, steps):
 
 def judge_reverse_diffusion(outcome, solution, config):
     checks = Checks("reverse_diffusion")
-    image_shape = (stand_ins.NUM_SAMPLER_IMAGES, config.image_size, config.image_size, 3)
-    runs = stand_ins.sampler_runs()
+    image_shape = (probe_values.NUM_SAMPLER_IMAGES, config.image_size, config.image_size, 3)
+    runs = probe_values.sampler_runs()
     unusable = []
     for name, (steps, oracle) in runs.items():
         record, expected = outcome.get(name), solution[name]
@@ -121,9 +120,9 @@ def judge_reverse_diffusion(outcome, solution, config):
             checks.expect(False, str(problem))
             continue
         calls = record["calls"]
-        hint = _final_output_hint(final, calls, expected["model"], steps)
+        clean_image = probe_values.probe_inputs(config)["clean_image"] if oracle else None
+        hint = _final_output_hint(final, calls, clean_image, steps)
         if oracle:
-            clean_image = stand_ins.probe_inputs(config)["clean_image"]
             checks.expect(close(final, clean_image, 1e-4),
                           f"{call}: with a network that knows the clean image, the sampler "
                           f"should return exactly that image; the largest difference is "
@@ -141,7 +140,7 @@ def judge_reverse_diffusion(outcome, solution, config):
         checks.expect(training_flags in ([], [False]),
                       f"{call} should call denoise with training=False, so that the EMA "
                       f"network samples; it passed training={training_flags}")
-        problem = _step_inputs_problem(calls, expected["calls"], expected["model"], steps)
+        problem = _step_inputs_problem(calls, expected["calls"], clean_image, steps)
         checks.expect(problem is None, f"{call}: {problem}")
         checks.expect(close(final, expected["final"], 1e-4),
                       f"{call} should return the last step's pred_images; its result differs "

@@ -2,18 +2,18 @@
 
 import numpy as np
 
-from autograder.runner import stand_ins
+from autograder.runner import probe_values
 from autograder.verdicts.checks import Checks, Unusable, close, largest_difference, pair, rounded
 from diffusion_course.variants import FAMILIES
 
 
 def judge_schedule(outcome, solution, config):
     checks = Checks("diffusion_schedule")
-    times = stand_ins.SCHEDULE_TIMES.ravel()
+    times = probe_values.SCHEDULE_TIMES.ravel()
     names = ("noise_rates", "signal_rates")
     (noise_rates, noise_dtype), (signal_rates, signal_dtype) = pair(
         outcome["course"]["eager"], "diffusion_schedule", names)
-    expected_shape = stand_ins.SCHEDULE_TIMES.shape
+    expected_shape = probe_values.SCHEDULE_TIMES.shape
     checks.expect(noise_rates.shape == expected_shape == signal_rates.shape,
                   f"for diffusion_times of shape {expected_shape}, both rates should have that "
                   f"shape, so that they broadcast over a batch of images; got "
@@ -68,7 +68,7 @@ def _check_endpoint(checks, signal_rate, where, bound_name, bound, config):
 
 
 def _other_bounds_check(record, expected_rates, course_signal_rates):
-    bounds = stand_ins.OTHER_SIGNAL_RATE_BOUNDS
+    bounds = probe_values.OTHER_SIGNAL_RATE_BOUNDS
     setting = ", ".join(f"{name}={value}" for name, value in bounds.items())
     try:
         (noise_rates, _), (signal_rates, _) = pair(record, f"diffusion_schedule with {setting}",

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autograder.runner import stand_ins
+from autograder import FUNCTION_NAMES
 from autograder.verdicts.checks import Checks, Verdict
 
 UNLEARNED_NOISE_MAE = float(np.sqrt(2.0 / np.pi))  # E|ε| for ε ~ N(0, 1): predicting zero
@@ -96,8 +96,8 @@ def judge_training(student, solution, untrained, budget, used):
 
 def functions_used(passed):
     """Which functions were trained, e.g. "your denoise, with the solution ..."."""
-    mine = [name for name in stand_ins.FUNCTION_NAMES if passed[name]]
-    solution = [name for name in stand_ins.FUNCTION_NAMES if not passed[name]]
+    mine = [name for name in FUNCTION_NAMES if passed[name]]
+    solution = [name for name in FUNCTION_NAMES if not passed[name]]
     used = f"your {_join(mine)}"
     if solution:
         used += (f", with the solution's {_join(solution)} (yours did not pass "
