@@ -69,8 +69,8 @@ def test_the_solution_passes_every_test(grade_submission):
     assert set(verdicts) == set(ALL_CELLS)
     for cell, verdict in verdicts.items():
         assert verdict.passed and verdict.score_fraction == 1.0, (cell, verdict.message)
-    # the same code and seed as the reference run: the very same numbers
-    kid, solution_kid = re.search(r"KID ([0-9.]+) \(reference ([0-9.]+)",
+    # the same code and seed as the solution run: the very same numbers
+    kid, solution_kid = re.search(r"KID ([0-9.]+) \(solution ([0-9.]+)",
                                    verdicts[TRAINING_TEST_CELL].message).groups()
     assert kid == solution_kid
 
@@ -91,12 +91,12 @@ def test_a_typical_mistake_fails_only_its_own_test(grade_submission, mistake_nam
     for cell in ALL_CELLS:
         if cell != failed_cell:
             assert verdicts[cell].passed, (cell, verdicts[cell].message)
-    # the training run replaced the failed function by the reference's
-    assert f"the reference {mistake.function}" in verdicts[TRAINING_TEST_CELL].message
+    # the training run replaced the failed function by the solution's
+    assert f"the solution's {mistake.function}" in verdicts[TRAINING_TEST_CELL].message
     assert points(verdicts) == catalogue.EXPECTED_SCORES[sample]
 
 
-def test_an_unanswered_function_fails_its_test_and_trains_with_the_reference(grade_submission):
+def test_an_unanswered_function_fails_its_test_and_trains_with_the_solutions(grade_submission):
     verdicts = grade_submission(unanswered_submission("denoise"))
     assert not verdicts["test_denoise"].passed
     assert verdicts["test_denoise"].score_fraction == 0.0
@@ -104,7 +104,7 @@ def test_an_unanswered_function_fails_its_test_and_trains_with_the_reference(gra
     assert verdicts["test_diffusion_schedule"].passed
     assert verdicts["test_reverse_diffusion"].passed
     training = verdicts[TRAINING_TEST_CELL]
-    assert training.passed and "the reference denoise" in training.message
+    assert training.passed and "the solution's denoise" in training.message
 
 
 def test_an_unanswered_submission_fails_all_four_tests(grade_submission):
