@@ -105,26 +105,22 @@ def test_the_solution_outputs_come_back_from_the_cache_unchanged(tmp_path, monke
 
 
 def test_a_grading_whose_results_are_cached_starts_no_tensorflow(grade_submission):
-    """The solution and an unanswered submission graded once (this process), then again in a
-    fresh process on the same cache: same verdicts, and TensorFlow never imported there. The
-    runners in the sandbox still start it: they run the student's code."""
-    unanswered = {name: None for name in solution_sources()}
-    first = {name: {cell: verdict.passed for cell, verdict in grade_submission(functions).items()}
-             for name, functions in (("solution", solution_sources()),
-                                     ("unanswered", unanswered))}
+    """The solution graded once (this process), then again in a fresh process on the same cache:
+    the same verdicts, and neither TensorFlow nor Keras imported there. The units runner in the
+    sandbox still starts TensorFlow: it runs the student's code."""
+    first = {cell: verdict.passed
+             for cell, verdict in grade_submission(solution_sources()).items()}
     script = f"""
 import json, sys
 sys.modules["jax"] = None  # as the grading process does
 sys.path[:0] = [{str(REPO_ROOT)!r}]
 from autograder.judge import grade
 from diffusion_course.config import DDIMConfig
-config = DDIMConfig.from_profile("quick")
 setup, sources = json.loads(sys.stdin.read())
-verdicts = {{name: {{cell: verdict.passed for cell, verdict in grade(
-    functions, setup, config=config, cache_dir={str(grade_submission.cache_dir)!r}).items()}}
-    for name, functions in (("solution", sources), ("unanswered", {{}}))}}
-print(json.dumps({{"verdicts": verdicts, "tensorflow": "tensorflow" in sys.modules,
-                  "keras": "keras" in sys.modules}}))
+verdicts = grade(sources, setup, config=DDIMConfig.from_profile("quick"),
+                 cache_dir={str(grade_submission.cache_dir)!r})
+print(json.dumps({{"verdicts": {{cell: verdict.passed for cell, verdict in verdicts.items()}},
+                  "tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}}))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             input=json.dumps([setup_source(), solution_sources()]),
@@ -132,4 +128,5 @@ print(json.dumps({{"verdicts": verdicts, "tensorflow": "tensorflow" in sys.modul
     assert result.returncode == 0, result.stderr[-3000:]
     again = json.loads(result.stdout.strip().splitlines()[-1])
     assert again["verdicts"] == first
+    assert all(first.values())
     assert not again["tensorflow"] and not again["keras"], again
