@@ -8,6 +8,7 @@ here against the Keras stand-ins that the runner uses.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ import pytest
 from judging import REPO_ROOT
 from keras import ops
 
-from autograder.assignment.solution import setup_source, solution_sources
+from autograder.assignment.solution import solution_sources
 from autograder.grader_state.cache import MetricsCache, keras_identity
 from autograder.runner import probe_values, stand_ins
 from autograder.verdicts import solution_outputs as outputs_module
@@ -105,26 +106,24 @@ def test_the_solution_outputs_come_back_from_the_cache_unchanged(tmp_path, monke
 
 
 def test_a_grading_whose_results_are_cached_starts_no_tensorflow(grade_submission):
-    """The solution graded once (this process), then again in a fresh process on the same cache:
-    the same verdicts, and neither TensorFlow nor Keras imported there. The units runner in the
-    sandbox still starts TensorFlow: it runs the student's code."""
+    """The solution graded once (this process), then again in a fresh process on the same cache,
+    the way nbgrader's hook starts the judge (`StartVerdict`, with the profile that the grading
+    run decided): the same verdicts, and neither TensorFlow nor Keras imported there. The units
+    runner in the sandbox still starts TensorFlow: it runs the student's code."""
     first = {cell: verdict.passed
              for cell, verdict in grade_submission(solution_sources()).items()}
     script = f"""
 import json, sys
-sys.modules["jax"] = None  # as the grading process does
 sys.path[:0] = [{str(REPO_ROOT)!r}]
-from autograder.judge import grade
-from diffusion_course.config import DDIMConfig
-setup, sources = json.loads(sys.stdin.read())
-verdicts = grade(sources, setup, config=DDIMConfig.from_profile("quick"),
-                 cache_dir={str(grade_submission.cache_dir)!r})
+from autograder.nbgrader_steps.verdict_cells import _grade_in_background
+verdicts = _grade_in_background(json.loads(sys.stdin.read())).result()
 print(json.dumps({{"verdicts": {{cell: verdict.passed for cell, verdict in verdicts.items()}},
                   "tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}}))
 """
+    environment = {**os.environ, "DIFFUSION_PROFILE": "quick",
+                   "DIFFUSION_GRADER_CACHE": str(grade_submission.cache_dir)}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            input=json.dumps([setup_source(), solution_sources()]),
-                            timeout=600)
+                            input=json.dumps(solution_sources()), env=environment, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     again = json.loads(result.stdout.strip().splitlines()[-1])
     assert again["verdicts"] == first

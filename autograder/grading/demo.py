@@ -38,6 +38,7 @@ from autograder.grading.run_lock import LOCK_FILE, LockedError, course_lock
 from autograder.intake import collect, scanner
 from autograder.intake.collect import ASSIGNMENT, SubmissionsError
 from autograder.similarity import report as similarity_report
+from diffusion_course.config import default_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MARKER = ".autograde-demo"  # only a folder this demo made is ever deleted by it
@@ -185,6 +186,9 @@ def run(arguments):
     # SIGINT ignored, as a shell does for a background job)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # the profile that grades (quick without a GPU), decided once for the class: each student's
+    # grading process would otherwise start TensorFlow only to ask for a GPU
+    os.environ["DIFFUSION_PROFILE"] = default_profile()
     try:
         with course_lock(out):
             return grade_class(out, Path(arguments.submissions), students, arguments)

@@ -54,7 +54,7 @@ def _grade_in_background(programs):
             # its start-up, and nothing in a grading process uses JAX
             sys.modules.setdefault("jax", None)
             from autograder import judge
-            from autograder.assignment.solution import setup_source
+            from autograder.assignment.solution_cells import setup_source
 
             future.set_result(judge.grade(programs, setup_source()))
         except BaseException as error:  # noqa: BLE001 - handed to whoever collects the result
