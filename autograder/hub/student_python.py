@@ -95,8 +95,10 @@ def write_settings(folder, exchange_root):
     etc = Path(folder) / "etc" / "jupyter"
     extensions = etc / "jupyter_server_config.d"
     extensions.mkdir(parents=True, exist_ok=True)
+    (extensions / "nbgrader.json").unlink(missing_ok=True)  # a hard link: not written through
     (extensions / "nbgrader.json").write_text(json.dumps(
         {"ServerApp": {"jpserver_extensions": STUDENT_EXTENSIONS}}, indent=1))
+    (etc / "nbgrader_config.py").unlink(missing_ok=True)
     (etc / "nbgrader_config.py").write_text(
         '"""The students\' nbgrader settings (written by python -m autograder.hub start)."""\n'
         "c = get_config()  # noqa: F821\n"
@@ -120,7 +122,8 @@ def ensure_student_python(folder, wheel, exchange_root):
         shutil.rmtree(packages)
         link_tree(Path(sysconfig.get_path("purelib")), packages)
         remove_repository(packages)
-        link_tree(Path(sys.prefix) / "share" / "jupyter", folder / "share" / "jupyter")
+        for shared in ("share/jupyter", "etc/jupyter"):  # lab's files, server extensions
+            link_tree(Path(sys.prefix) / shared, folder / shared)
         subprocess.run([sys.executable, "-m", "pip", "--python", str(python_path(folder)),
                         "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
                        check=True, env={k: v for k, v in os.environ.items()
