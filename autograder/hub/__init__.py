@@ -12,6 +12,7 @@ One job per file:
 - `exchange.py`: the instructors' side (collect only a student's own folders, private feedback);
 - `course.py`: a course folder (the kit's release and nbgrader configuration) and its exchange;
 - `hub_config.py`: the JupyterHub configuration: PAM, groups, roles, a formgrader per course;
-- `process.py`: starts, finds and stops the hub;
+- `process.py`: starts, finds and stops the hub; `app.py`: JupyterHub, patient with slow
+  formgraders;
 - `__main__.py`: the command line.
 """

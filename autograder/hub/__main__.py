@@ -79,6 +79,11 @@ def start(arguments):
         raise SystemExit(str(error)) from None
     hub_dir = Path(arguments.hub_dir).resolve()
     hub_dir.mkdir(parents=True, exist_ok=True)
+    closed = [str(parent) for parent in hub_dir.parents if not parent.stat().st_mode & 0o001]
+    if closed:
+        raise SystemExit(f"--hub-dir {hub_dir}: students must pass through it to their Python "
+                         f"and the exchange, but {closed[0]} is closed to them (no o+x). "
+                         "Choose a hub folder under an open one, such as /srv or /tmp.")
     os.chmod(hub_dir, 0o711)  # others may only pass through, to the students' Python and exchange
     hide_repository()
 
@@ -86,13 +91,18 @@ def start(arguments):
     if new_accounts:
         print(f"Made {len(new_accounts)} Unix account(s); their passwords are in "
               f"{hub_dir / 'initial_passwords.csv'} (root only)")
+    timings = {"accounts": time.monotonic() - started}
     course.prepare_course_folder(course_root)
     course.prepare_exchange(hub_dir / "exchange", course_id)
     course.write_settings(hub_dir, course_id, hub_dir / "exchange")
+    timings["course folder"] = time.monotonic() - started - sum(timings.values())
+    wheel = student_wheel(hub_dir, arguments.bundle)
+    timings["student bundle"] = time.monotonic() - started - sum(timings.values())
     from autograder.hub import student_python  # nbgrader's imports, once the input is checked
 
-    python = student_python.ensure_student_python(
-        hub_dir / "python", student_wheel(hub_dir, arguments.bundle), hub_dir / "exchange")
+    python = student_python.ensure_student_python(hub_dir / "python", wheel,
+                                                  hub_dir / "exchange")
+    timings["students' Python"] = time.monotonic() - started - sum(timings.values())
 
     state = read_state(hub_dir)
     wanted = {**state, "port": arguments.port, "ip": arguments.ip,
@@ -108,9 +118,11 @@ def start(arguments):
     from autograder.hub import hub_config
 
     config = hub_config.write_hub_config(hub_dir, wanted, python)
-    pid, _ = process.start(hub_dir, config, arguments.port, service_ports(wanted))
-    print(f"The hub is running (pid {pid}) at http://{arguments.ip}:{arguments.port}/ "
-          f"({time.monotonic() - started:.1f} s); courses: {', '.join(wanted['courses'])}; "
+    pid, timings["hub"] = process.start(hub_dir, config, arguments.port, service_ports(wanted))
+    print("Started in " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in
+                                    timings.items()) + f": {time.monotonic() - started:.1f} s")
+    print(f"The hub is running (pid {pid}) at http://{arguments.ip}:{arguments.port}/; "
+          f"courses: {', '.join(wanted['courses'])}; "
           f"formgrader: /services/formgrader-{course_id}/ ; log: {hub_dir / 'jupyterhub.log'}")
     return 0
 

@@ -17,7 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-START_TIMEOUT_S = 60
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the hub imports autograder.hub.app from here
+START_TIMEOUT_S = 180  # the formgraders start first (autograder/hub/app.py)
 
 
 def hub_pid(hub_dir):
@@ -27,7 +28,7 @@ def hub_pid(hub_dir):
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if ours({pid}, "jupyterhub") else None
+    return pid if ours({pid}, "autograder.hub.app") else None
 
 
 def answers(url):
@@ -104,7 +105,7 @@ def start(hub_dir, config, port, service_ports):
     stop_pids(ours(set().union(set(), *map(listeners, service_ports)), "singleuser"))
     log = open(Path(hub_dir) / "jupyterhub.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=hub_dir, stdout=log,
+        [sys.executable, "-m", "autograder.hub.app", "-f", str(config)], cwd=REPO_ROOT, stdout=log,
         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"})
     deadline = started + START_TIMEOUT_S
