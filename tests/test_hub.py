@@ -15,6 +15,7 @@ API, an oversized submission, and a SIGKILLed hub. One hub serves the whole file
 of the main steps go to $ARTIFACTS/hub-screenshots (else pytest's basetemp).
 """
 
+import csv
 import json
 import os
 import shutil
@@ -125,18 +126,23 @@ def hub(tmp_path_factory, grade_submission):
         f"{name}:{password}\n" for name, password in PASSWORDS.items()))
     yield hub
     hub_command(hub.hub_dir, "stop")
+    shutil.copy(hub.hub_dir / "jupyterhub.log", shots_folder(tmp_path_factory))
     for name in ROLES:
         subprocess.run(["userdel", "--remove", name], capture_output=True)
     subprocess.run(["groupdel", f"course-{COURSE}"], capture_output=True)
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
+def shots_folder(tmp_path_factory):
     base = os.environ.get("ARTIFACTS")
     folder = (Path(base) if base else tmp_path_factory.getbasetemp()) / "hub-screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    return shots_folder(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +285,64 @@ def test_course_lifecycle(hub, browser, shots):
     lap("A autograded")
     hub.nbgrader("autograde", "ddim", f"--student={STUDENT_B}")  # the command line's path
     lap("B autograded")
+
+    # the summary, by hand, with the rubric in view
+    status, text = in_page(driver, "GET", f"/services/formgrader-{COURSE}/formgrader/api/"
+                           "submitted_notebooks/ddim/ddim")
+    assert status == 200, text
+    submission = next(item for item in json.loads(text) if item["student"] == STUDENT_A)
+    driver.get(f"{hub.formgrader}/submissions/{submission['id']}")
+    score = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "input.score#summary"))
+    assert "Rubric for graders" in driver.find_element(By.ID, "notebook").text
+    score.clear()
+    score.send_keys("4\t")
+    wait(driver, lambda d: "4" == d.find_element(By.CSS_SELECTOR, "input.score#summary")
+         .get_attribute("value"))
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", score)
+    driver.save_screenshot(str(shots / "4-instructor-grades-summary.png"))
+    wait(driver, lambda d: manual_score(hub) == 4.0, 30)
+    lap("graded by hand")
+
+    # 5. the feedback goes back through the exchange
+    driver.get(f"{hub.formgrader}/manage_assignments")
+    formgrader_action(driver, "td.generate-feedback", "Successfully generated feedback")
+    formgrader_action(driver, "td.release-feedback", "Successfully released feedback")
+    lap("feedback released")
+    feedback = {user: student_reads_feedback(driver, hub, user, shots)
+                for user in (STUDENT_A, STUDENT_B)}
+    lap("feedback read")
+    assert "Score: 15.0 / 15.0 autograded" in feedback[STUDENT_A]
+    assert "Score: 4.0 / 5.0" in feedback[STUDENT_A]
+    assert "Rubric" not in feedback[STUDENT_A]
+    assert "Score: 0.0 / 15.0 autograded" in feedback[STUDENT_B]
+    export = hub.nbgrader("export", f"--to={hub.folder / 'grades.csv'}")
+    grades = {row["student_id"]: row for row in csv.DictReader(
+        (hub.folder / "grades.csv").open())}
+    assert float(grades[STUDENT_A]["score"]) == 19.0, export
+    assert float(grades[STUDENT_B]["score"]) == 0.0
+    assert float(grades[STUDENT_A]["late_submission_penalty"] or 0) == 0
+    lap("exported")
+
+
+def manual_score(hub):
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{hub.course_root / 'gradebook.db'}") as gradebook:
+        return gradebook.find_grade("summary", "ddim", "ddim", STUDENT_A).score
+
+
+def student_reads_feedback(driver, hub, user, shots):
+    """The student fetches their feedback in the Assignments tab and opens it; its text."""
+    assignment_list(driver, hub, user)
+    driver.execute_script("arguments[0].click()",
+                          button(driver, "submitted_assignments_list", "Fetch Feedback"))
+    wait(driver, lambda d: "view feedback" in d.find_element(
+        By.ID, "submitted_assignments_list").text)
+    folder = f"{COURSE}/ddim/feedback"
+    status, listing = in_page(driver, "GET", f"/user/{user}/api/contents/{folder}")
+    assert status == 200, listing
+    (fetched,) = json.loads(listing)["content"]  # one submission, one timestamp folder
+    driver.get(f"{hub.url}/user/{user}/files/{folder}/{fetched['name']}/ddim.html")
+    wait(driver, lambda d: "Score" in d.find_element(By.TAG_NAME, "body").text)
+    driver.save_screenshot(str(shots / f"5-{user}-feedback.png"))
+    return driver.find_element(By.TAG_NAME, "body").text

@@ -74,6 +74,14 @@ c.CourseDirectory.course_id = {course_id!r}
 c.Exchange.root = {str(exchange_root)!r}
 c.ExchangeFactory.collect = "autograder.hub.exchange.OwnedCollect"
 c.ExchangeFactory.release_feedback = "autograder.hub.exchange.PrivateReleaseFeedback"
+# the summary's rubric: in the formgrader's copy, never in the feedback (autograder/hub/rubric.py)
+from autograder.hub.rubric import HideRubric, ShowRubric  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [*c.Autograde.autograde_preprocessors, ShowRubric]
+c.GenerateFeedback.preprocessors = [HideRubric, *c.GenerateFeedback.preprocessors]
+if os.environ.get("AUTOGRADER_FORMGRADER"):
+    # the formgrader draws its grading pages with nbgrader's own template, not the feedback's
+    c.HTMLExporter.template_file = "index.html.j2"
 ''')
     return folder
 

@@ -49,7 +49,7 @@ def formgrader_service(hub_dir, course_id, settings, port):
                     f"--ServerApp.root_dir={settings['root']}"],
         "cwd": str(course.settings_folder(hub_dir, course_id)),
         "environment": {**course.grader_environment(settings["root"]),
-                        "JUPYTER_CONFIG_DIR": str(config_dir),
+                        "JUPYTER_CONFIG_DIR": str(config_dir), "AUTOGRADER_FORMGRADER": "1",
                         "JUPYTERHUB_DEFAULT_URL": "/formgrader"},
         "oauth_no_confirm": True,
         "display": True,
