@@ -305,14 +305,15 @@ def test_course_lifecycle(hub, browser, shots):
 
     # 5. the feedback goes back through the exchange
     driver.get(f"{hub.formgrader}/manage_assignments")
-    formgrader_action(driver, "td.generate-feedback", "Successfully generated feedback")
+    # generated on the command line: the formgrader's button draws nbgrader's plain feedback
+    hub.nbgrader("generate_feedback", "ddim", "--force")
     formgrader_action(driver, "td.release-feedback", "Successfully released feedback")
     lap("feedback released")
     feedback = {user: student_reads_feedback(driver, hub, user, shots)
                 for user in (STUDENT_A, STUDENT_B)}
     lap("feedback read")
     assert "Score: 15.0 / 15.0 autograded" in feedback[STUDENT_A]
-    assert "Score: 4.0 / 5.0" in feedback[STUDENT_A]
+    assert "Score: 4.0 / 5.0" in feedback[STUDENT_A]  # the summary
     assert "Rubric" not in feedback[STUDENT_A]
     assert "Score: 0.0 / 15.0 autograded" in feedback[STUDENT_B]
     export = hub.nbgrader("export", f"--to={hub.folder / 'grades.csv'}")
@@ -346,3 +347,115 @@ def student_reads_feedback(driver, hub, user, shots):
     wait(driver, lambda d: "Score" in d.find_element(By.TAG_NAME, "body").text)
     driver.save_screenshot(str(shots / f"5-{user}-feedback.png"))
     return driver.find_element(By.TAG_NAME, "body").text
+
+
+def as_user(user, *command):
+    """Runs `command` as `user`'s Unix account: (exit status, output)."""
+    result = subprocess.run(["runuser", "-u", user, "--", *command], capture_output=True,
+                            text=True, cwd="/")
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_students_cannot_read_each_other(hub):
+    (submission,) = (hub.exchange / "inbound").glob(f"{STUDENT_A}+ddim+*")
+    feedback = [path for path in (hub.exchange / "feedback").iterdir()
+                if path.stat().st_uid == pwd.getpwnam(STUDENT_A).pw_uid]
+    assert feedback, "A's feedback was not released"
+    assert as_user(STUDENT_A, "cat", str(feedback[0]))[0] == 0  # A reads A's own
+    for command in (["ls", str(hub.exchange / "inbound")],
+                    ["ls", str(submission)],
+                    ["cat", str(submission / "ddim.ipynb")],
+                    ["ls", str(hub.exchange / "feedback")],
+                    ["cat", str(feedback[0])],
+                    ["ls", pwd.getpwnam(STUDENT_A).pw_dir]):
+        status, output = as_user(STUDENT_B, *command)
+        assert status != 0 and "Permission denied" in output, (command, output)
+
+
+def test_students_python_has_no_repository(hub):
+    python = str(hub.hub_dir / "python" / "bin" / "python")
+    status, output = as_user(STUDENT_B, python, "-c", "import autograder")
+    assert status != 0 and "No module named 'autograder'" in output, output
+    status, output = as_user(STUDENT_B, python, "-c", "import diffusion_course.schedules")
+    assert status != 0 and "No module named" in output, output  # the design space stays out
+    for path in (REPO_ROOT, REPO_ROOT / "solutions" / "ddim" / "ddim.ipynb", hub.course_root):
+        status, output = as_user(STUDENT_B, "cat", str(path))
+        assert status != 0 and "Permission denied" in output, (path, output)
+
+
+def test_log_in_is_refused_without_the_right_password(hub):
+    assert hub.session(STUDENT_A, "wrong password").login_status == 403
+    assert hub.session("root", "anything").login_status == 403  # not on the list
+    assert requests.get(f"{hub.url}/hub/signup").status_code == 404  # no sign-up
+
+
+def test_students_cannot_reach_the_formgrader_or_the_hub_api(hub):
+    session = hub.session(STUDENT_B)
+    assert session.get(f"{hub.formgrader}/manage_assignments").status_code == 403
+    xsrf = session.cookies.get("_xsrf", path="/hub/")
+    made = session.post(f"{hub.url}/hub/api/users/{STUDENT_B}/tokens", json={},
+                        headers={"X-XSRFToken": xsrf})
+    assert made.status_code == 201, made.text
+    token = {"Authorization": f"token {made.json()['token']}"}
+    assert requests.get(f"{hub.url}/hub/api/users", headers=token).status_code == 403
+    assert requests.post(f"{hub.url}/hub/api/users/{STUDENT_A}/server",
+                         headers=token).status_code in (403, 404)
+    assert requests.get(f"{hub.formgrader}/api/assignments",
+                        headers=token).status_code == 403
+    # nor another student's server
+    assert session.get(f"{hub.url}/user/{STUDENT_A}/api/contents").status_code == 403
+
+
+def test_an_oversized_submission_is_refused(hub):
+    folder = Path(pwd.getpwnam(STUDENT_A).pw_dir) / COURSE / "ddim"
+    big = folder / "checkpoint.bin"
+    assert as_user(STUDENT_A, "truncate", "-s", "51M", str(big))[0] == 0
+    python = str(hub.hub_dir / "python" / "bin" / "python")
+    status, output = as_user(STUDENT_A, "sh", "-c", f"cd {folder.parent.parent} && HOME="
+                             f"{folder.parent.parent} {python} -m nbgrader submit ddim "
+                             f"--course={COURSE}")
+    big.unlink()
+    assert status != 0 and "over the course's limit of 50 MB" in output, output
+
+
+def test_a_late_submission_is_marked_late(hub):
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{hub.course_root / 'gradebook.db'}") as gradebook:
+        assert gradebook.find_submission("ddim", STUDENT_A).total_seconds_late == 0
+        assert gradebook.find_submission("ddim", STUDENT_B).total_seconds_late > 0
+
+
+def test_a_killed_hub_restarts_and_loses_nothing(hub):
+    pid = int((hub.hub_dir / "jupyterhub.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    hub.start()
+    hub.nbgrader("export", f"--to={hub.folder / 'after-restart.csv'}")
+    grades = {row["student_id"]: float(row["score"]) for row in csv.DictReader(
+        (hub.folder / "after-restart.csv").open())}
+    assert grades == {STUDENT_A: 19.0, STUDENT_B: 0.0}
+    assert list((hub.exchange / "inbound").glob(f"{STUDENT_A}+ddim+*"))
+    session = hub.session(STUDENT_A)
+    assert session.get(f"{hub.url}/user/{STUDENT_A}/api/status").status_code == 200
+
+
+def test_several_courses_have_their_own_formgrader_and_groups(tmp_path):
+    from autograder.hub import hub_config
+
+    courses = {"ddim-a": {"root": str(tmp_path / "a"), "people": {"t1": "instructor",
+                                                                   "s1": "student"}},
+               "ddim-b": {"root": str(tmp_path / "b"), "people": {"t2": "instructor",
+                                                                   "s1": "student"}}}
+    groups, roles = hub_config.groups_and_roles(courses)
+    assert groups["ddim-a-instructors"]["users"] == ["t1"]
+    assert groups["ddim-b-students"]["users"] == ["s1"]
+    assert [(role["name"], role["scopes"], role["groups"]) for role in roles] == [
+        ("formgrader-ddim-a", ["access:services!service=formgrader-ddim-a"],
+         ["ddim-a-instructors"]),
+        ("formgrader-ddim-b", ["access:services!service=formgrader-ddim-b"],
+         ["ddim-b-instructors"])]
+    services = [hub_config.formgrader_service(tmp_path, name, settings, 9000 + index)
+                for index, (name, settings) in enumerate(courses.items())]
+    assert [service["environment"]["AUTOGRADER_COURSE_ROOT"] for service in services] == [
+        str(tmp_path / "a"), str(tmp_path / "b")]
+    assert len({service["url"] for service in services}) == 2

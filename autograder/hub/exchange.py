@@ -11,12 +11,15 @@
 import glob
 import os
 import pwd
+import shutil
 
 from nbgrader.exchange.default.collect import ExchangeCollect
 from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
 from nbgrader.utils import notebook_hash
 
 from autograder.hub.student_exchange import MAX_SUBMISSION_BYTES, folder_bytes
+
+SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")  # nbgrader's, beside a submission
 
 
 def owner(path):
@@ -53,11 +56,38 @@ class OwnedCollect(ExchangeCollect):
             chosen.extend([other for other in others if self.acceptable(other)][:1])
         self.src_records = chosen
 
+    def copy_files(self):
+        """nbgrader's copy, then the submission's timestamp and secret, which the kit's
+        CourseDirectory.include (notebooks only) leaves behind: autograde reads the timestamp
+        to mark a late submission, and the feedback is released by the secret."""
+        super().copy_files()
+        for record in self.src_records:
+            submitted = self.coursedir.format_path(self.coursedir.submitted_directory,
+                                                   record["username"],
+                                                   self.coursedir.assignment_id)
+            for name in SUBMISSION_FILES:
+                source = os.path.join(self.inbound_path, record["filename"], name)
+                if os.path.isfile(source) and os.path.isdir(submitted):
+                    shutil.copyfile(source, os.path.join(submitted, name))
+
 
 class PrivateReleaseFeedback(ExchangeReleaseFeedback):
     """nbgrader's release of feedback; then each file belongs to its student alone."""
 
+    def restore_submission_files(self):
+        """The feedback folders lack the submission's timestamp and secret (the kit's course
+        takes only notebooks) that nbgrader releases them by: copied from the submission."""
+        for folder in glob.glob(self.src_path):
+            student = os.path.basename(os.path.dirname(folder))
+            submitted = self.coursedir.format_path(self.coursedir.submitted_directory, student,
+                                                   self.coursedir.assignment_id)
+            for name in SUBMISSION_FILES:
+                source = os.path.join(submitted, name)
+                if os.path.isfile(source) and not os.path.exists(os.path.join(folder, name)):
+                    shutil.copyfile(source, os.path.join(folder, name))
+
     def copy_files(self):
+        self.restore_submission_files()
         super().copy_files()
         for html_file in glob.glob(os.path.join(self.src_path, "*.html")):
             folder = os.path.dirname(html_file)
