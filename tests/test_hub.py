@@ -255,6 +255,8 @@ def test_course_lifecycle(hub, browser, shots):
     driver = browser
     lap = Laps()
     print(f"hub start: {hub.start_seconds:.1f} s")
+    for student in (STUDENT_A, STUDENT_B):  # their servers start while the instructor works
+        hub.session(student).get(f"{hub.url}/hub/spawn/{student}", allow_redirects=False)
     # 1. the instructor releases the assignment
     log_in(driver, hub, INSTRUCTOR, f"/services/formgrader-{COURSE}/formgrader")
     wait(driver, lambda d: "Manage Assignments" in d.page_source)
@@ -433,15 +435,21 @@ def test_a_late_submission_is_marked_late(hub):
 
 
 def test_a_killed_hub_restarts_and_loses_nothing(hub):
-    pid = int((hub.hub_dir / "jupyterhub.pid").read_text())
-    os.kill(pid, signal.SIGKILL)
+    from autograder.hub.process import server_pids
+
+    servers = server_pids(hub.hub_dir)
+    os.kill(int((hub.hub_dir / "jupyterhub.pid").read_text()), signal.SIGKILL)
     hub.start()
     hub.nbgrader("export", f"--to={hub.folder / 'after-restart.csv'}")
     grades = {row["student_id"]: float(row["score"]) for row in csv.DictReader(
         (hub.folder / "after-restart.csv").open())}
     assert grades == {STUDENT_A: 19.0, STUDENT_B: 0.0}
     assert list((hub.exchange / "inbound").glob(f"{STUDENT_A}+ddim+*"))
+    # the students' servers lived on, and the new hub reaches them
+    assert server_pids(hub.hub_dir) == servers and all(Path(f"/proc/{pid}").exists()
+                                                       for pid in servers)
     session = hub.session(STUDENT_A)
+    assert session.get(f"{hub.url}/user/{STUDENT_A}/tree").status_code == 200
     assert session.get(f"{hub.url}/user/{STUDENT_A}/api/status").status_code == 200
 
 
