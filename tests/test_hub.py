@@ -256,7 +256,10 @@ def test_course_lifecycle(hub, browser, shots):
     lap = Laps()
     print(f"hub start: {hub.start_seconds:.1f} s")
     for student in (STUDENT_A, STUDENT_B):  # their servers start while the instructor works
-        hub.session(student).get(f"{hub.url}/hub/spawn/{student}", allow_redirects=False)
+        try:
+            hub.session(student).get(f"{hub.url}/hub/spawn/{student}", timeout=1)
+        except requests.exceptions.Timeout:
+            pass  # the hub goes on starting it
     # 1. the instructor releases the assignment
     log_in(driver, hub, INSTRUCTOR, f"/services/formgrader-{COURSE}/formgrader")
     wait(driver, lambda d: "Manage Assignments" in d.page_source)
