@@ -48,14 +48,24 @@ def hide_repository():
               "not read it.")
 
 
-def student_wheel(hub_dir, bundle):
-    """The student wheel: from --bundle, or from a bundle built once into the hub's folder."""
-    if bundle is None:
-        bundle = Path(hub_dir) / "bundle"
-        if not any(bundle.glob("wheels/*.whl")):
-            print("Building the student bundle (once) ...", flush=True)
-            subprocess.run([sys.executable, "-m", "autograder", "bundle", "--out", str(bundle),
-                            "--force"], check=True, cwd=course.REPO_ROOT, stdout=subprocess.DEVNULL)
+def start_bundle(hub_dir, bundle):
+    """Starts building the student bundle, once, into the hub's folder (unless --bundle gave
+    one); returns (its folder, the build's process or None)."""
+    if bundle is not None:
+        return Path(bundle), None
+    bundle = Path(hub_dir) / "bundle"
+    if any(bundle.glob("wheels/*.whl")):
+        return bundle, None
+    print("Building the student bundle (once) ...", flush=True)
+    return bundle, subprocess.Popen(
+        [sys.executable, "-m", "autograder", "bundle", "--out", str(bundle), "--force"],
+        cwd=course.REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def student_wheel(bundle, build):
+    """The student wheel of `bundle`, once its build (if any) has finished."""
+    if build is not None and build.wait() != 0:
+        raise SystemExit(f"python -m autograder bundle failed:\n{build.stderr.read()[-3000:]}")
     wheels = sorted(Path(bundle).glob("wheels/diffusion_course_student-*.whl"))
     if not wheels:
         raise SystemExit(f"--bundle {bundle}: no wheels/diffusion_course_student-*.whl in it; "
@@ -92,11 +102,12 @@ def start(arguments):
         print(f"Made {len(new_accounts)} Unix account(s); their passwords are in "
               f"{hub_dir / 'initial_passwords.csv'} (root only)")
     timings = {"accounts": time.monotonic() - started}
+    bundle, build = start_bundle(hub_dir, arguments.bundle)  # meanwhile, the course folder
     course.prepare_course_folder(course_root)
     course.prepare_exchange(hub_dir / "exchange", course_id)
     course.write_settings(hub_dir, course_id, hub_dir / "exchange")
     timings["course folder"] = time.monotonic() - started - sum(timings.values())
-    wheel = student_wheel(hub_dir, arguments.bundle)
+    wheel = student_wheel(bundle, build)
     timings["student bundle"] = time.monotonic() - started - sum(timings.values())
     from autograder.hub import student_python  # nbgrader's imports, once the input is checked
 
