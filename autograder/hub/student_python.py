@@ -98,6 +98,13 @@ def write_settings(folder, exchange_root):
     (extensions / "nbgrader.json").unlink(missing_ok=True)  # a hard link: not written through
     (extensions / "nbgrader.json").write_text(json.dumps(
         {"ServerApp": {"jpserver_extensions": STUDENT_EXTENSIONS}}, indent=1))
+    # the instructors' menu items (formgrader, course list, create assignment) are not theirs
+    labconfig = etc / "labconfig"
+    labconfig.mkdir(exist_ok=True)
+    (labconfig / "page_config.json").unlink(missing_ok=True)
+    (labconfig / "page_config.json").write_text(json.dumps({"disabledExtensions": {
+        f"@jupyter/nbgrader:{plugin}": True
+        for plugin in ("formgrader", "course-list", "create-assignment")}}, indent=1))
     (etc / "nbgrader_config.py").unlink(missing_ok=True)
     (etc / "nbgrader_config.py").write_text(
         '"""The students\' nbgrader settings (written by python -m autograder.hub start)."""\n'
