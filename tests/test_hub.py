@@ -19,6 +19,7 @@ import csv
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -311,3 +312,17 @@ def test_several_courses_have_their_own_formgrader_and_groups(tmp_path):
     assert [service["environment"]["AUTOGRADER_COURSE_ROOT"] for service in services] == [
         str(tmp_path / "a"), str(tmp_path / "b")]
     assert len({service["url"] for service in services}) == 2
+
+
+@pytest.mark.parametrize("text, error", [
+    ("name,role\nx,student\n", "expected a header `username,role`"),
+    ("username,role\nBad Name,instructor\n", "line 2: 'Bad Name' is not a usable Unix user"),
+    ("username,role\nt,instructor\nx,teacher\n", "line 3: role 'teacher' is not one of"),
+    ("username,role\nx,student\n", "list at least one instructor"),
+])
+def test_a_bad_users_csv_is_refused_with_its_line(tmp_path, text, error):
+    from autograder.hub.roster import RosterError, read_roster
+
+    (tmp_path / "people.csv").write_text(text)
+    with pytest.raises(RosterError, match=re.escape(error)):
+        read_roster(tmp_path / "people.csv")

@@ -123,8 +123,8 @@ def start(arguments):
     if running and wanted == state:
         print(f"The hub is running (pid {running}) at http://{arguments.ip}:{arguments.port}/")
         return 0
-    if running:
-        process.stop(hub_dir, service_ports(state))
+    if running:  # another course or setting: a new hub; the people's servers live on
+        process.stop(hub_dir, service_ports(state), servers_too=False)
     (hub_dir / "state.json").write_text(json.dumps(wanted, indent=1))
     from autograder.hub import hub_config
 

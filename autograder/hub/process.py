@@ -119,9 +119,10 @@ def start(hub_dir, config, port, service_ports):
     raise SystemExit(f"the hub did not answer within {START_TIMEOUT_S} s:\n" + tail(hub_dir))
 
 
-def stop(hub_dir, service_ports):
-    """Stops the hub, its proxy and formgraders, and the people's servers."""
-    servers = server_pids(hub_dir)
+def stop(hub_dir, service_ports, servers_too=True):
+    """Stops the hub, its proxy and formgraders, and (unless not `servers_too`) the people's
+    servers."""
+    servers = server_pids(hub_dir) if servers_too else set()
     pid = hub_pid(hub_dir)
     if pid:
         stop_pids({pid}, grace_s=20)

@@ -34,9 +34,9 @@ def read_roster(path):
     if not path.is_file():
         raise RosterError(f"--users {path}: no such file (a CSV with the header username,role)")
     with path.open(newline="", encoding="utf-8-sig") as file:
-        rows = list(csv.DictReader(file))
-        header = rows and list(rows[0])
-    if not rows or not {"username", "role"} <= set(header or []):
+        reader = csv.DictReader(file)
+        rows, header = list(reader), reader.fieldnames or []
+    if not rows or not {"username", "role"} <= set(header):
         raise RosterError(f"{path}: expected a header `username,role` and one row per person")
     people = {}
     for line, row in enumerate(rows, start=2):
