@@ -3,6 +3,7 @@ the formgrader's buttons and the Assignments tab, driven in headless Chromium th
 and Debian's chromium-driver (.ci/apt-packages.txt)."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -62,17 +63,20 @@ class Hub:
         self.users_csv = folder / "users.csv"
         self.exchange = self.hub_dir / "exchange" / COURSE
         self.formgrader = f"{self.url}/services/formgrader-{COURSE}/formgrader"
+        self.environment = dict(os.environ)  # of the hub's commands
 
     def start(self):
         started = time.monotonic()
         result = hub_command(self.hub_dir, "start", "--course", str(self.course_root),
-                             "--users", str(self.users_csv), "--port", str(self.port))
+                             "--users", str(self.users_csv), "--port", str(self.port),
+                             env=self.environment)
         assert result.returncode == 0, result.stdout + result.stderr
         print(result.stdout)
         return time.monotonic() - started
 
     def nbgrader(self, *arguments):
-        result = hub_command(self.hub_dir, "nbgrader", COURSE, *arguments)
+        result = hub_command(self.hub_dir, "nbgrader", COURSE, *arguments,
+                             env=self.environment)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout + result.stderr
 

@@ -74,7 +74,7 @@ def hub(tmp_path_factory, grade_submission):
     hub.users_csv.write_text("username,role\n" + "".join(
         f"{name},{role}\n" for name, role in ROLES.items()))
     # the grading shares the test session's grader cache (tests/judging.py)
-    os.environ["DIFFUSION_GRADER_CACHE"] = str(grade_submission.cache_dir)
+    hub.environment["DIFFUSION_GRADER_CACHE"] = str(grade_submission.cache_dir)
     hub.start_seconds = hub.start()
     subprocess.run(["chpasswd"], check=True, text=True, input="".join(
         f"{name}:{password}\n" for name, password in PASSWORDS.items()))
@@ -149,7 +149,7 @@ def test_course_lifecycle(hub, browser, shots):
     # B on the command line (the same settings), meanwhile A from the formgrader's button
     command_line = subprocess.Popen(
         [sys.executable, "-m", "autograder.hub", "--hub-dir", str(hub.hub_dir), "nbgrader",
-         COURSE, "autograde", "ddim", f"--student={STUDENT_B}"], cwd=REPO_ROOT,
+         COURSE, "autograde", "ddim", f"--student={STUDENT_B}"], cwd=REPO_ROOT, env=hub.environment,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     click(driver, f"tr:has(td.student-id[data-order='{STUDENT_A}']) td.autograde a")
     dialog = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, ".modal-dialog"), 300)
