@@ -111,6 +111,7 @@ def start(hub_dir, config, port, service_ports):
     deadline = started + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            stop_proxy(hub_dir)  # a hub that failed at start may leave its proxy behind
             raise SystemExit(f"the hub stopped at start (exit {process.returncode}):\n"
                              + tail(hub_dir))
         if answers(f"http://127.0.0.1:{port}/hub/api"):
@@ -126,15 +127,19 @@ def stop(hub_dir, service_ports, servers_too=True):
     pid = hub_pid(hub_dir)
     if pid:
         stop_pids({pid}, grace_s=20)
-    proxy_pid_file = Path(hub_dir) / "proxy.pid"
+    stop_proxy(hub_dir)
     leftovers = ours(set().union(set(), *map(listeners, service_ports)), "singleuser")
-    if proxy_pid_file.exists():
-        try:
-            leftovers |= ours({int(proxy_pid_file.read_text().strip())}, "http-proxy")
-        except ValueError:
-            pass
-        proxy_pid_file.unlink()
     stop_pids(leftovers | ours(servers, "singleuser"))
+
+
+def stop_proxy(hub_dir):
+    """Stops the hub's proxy, found by its pid file."""
+    proxy_pid_file = Path(hub_dir) / "proxy.pid"
+    try:
+        stop_pids(ours({int(proxy_pid_file.read_text().strip())}, "http-proxy"))
+        proxy_pid_file.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def tail(hub_dir, lines=40):
