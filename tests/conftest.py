@@ -28,7 +28,8 @@ def _seeded():
 # trained models or servers, are built once), so the long ones start at once and the short
 # ones fill the gaps. Measured on the 2-core CI machine: the end-to-end grading ~10 min, the
 # others 1-5 min.
-SLOW_FILES_FIRST = ["test_autograder.py", "test_judge_notebooks.py", "test_cluster.py",
+SLOW_FILES_FIRST = ["test_autograder.py", "test_hub.py", "test_judge_notebooks.py",
+                    "test_cluster.py",
                     "test_lab_notebooks.py", "test_judge.py", "test_judge_training.py",
                     "test_cli.py", "test_grading_run.py",
                     "test_mixed_precision.py", "test_models.py", "test_samplers.py"]
