@@ -191,7 +191,8 @@ def test_course_lifecycle(hub, browser, shots):
                               ("reverse_diffusion", 4), ("training_kid", 5)):
         assert f"test_{test_cell} (Score: {points}.0 / {points}.0)" in feedback[STUDENT_A]
     assert "Score: 4.0 / 5.0" in feedback[STUDENT_A]  # the summary, by hand
-    assert "ddim (Score: 19.0" in feedback[STUDENT_A]
+    assert ("ddim (Score: 19.0 / 20.0: 15.0 / 15.0 autograded, 4.0 / 5.0 graded by hand)"
+            in feedback[STUDENT_A])
     assert "Rubric" not in feedback[STUDENT_A]
     assert "ddim (Score: 0.0" in feedback[STUDENT_B]
     export = hub.nbgrader("export", f"--to={hub.folder / 'grades.csv'}")

@@ -45,17 +45,20 @@ def readable_outputs(outputs):
 
 
 class StudentFeedback(GetGrades):
-    """GetGrades, plus the clean-up above. Sets resources["nbgrader"]["autograded_max"] and
+    """GetGrades, plus the clean-up above. Sets resources["nbgrader"]["autograded_score"],
+    ["autograded_max"], ["manual_score"], ["manual_max"] (the cells graded by hand) and
     ["ungraded_points"] (points of cells still to be graded by hand)."""
 
     def preprocess(self, nb, resources):
         resources.setdefault("nbgrader", {})
         resources["nbgrader"]["ungraded_points"] = 0.0
         nb, resources = super().preprocess(nb, resources)
-        graded = [cell.metadata.nbgrader for cell in nb.cells
-                  if utils.is_grade(cell)]
-        resources["nbgrader"]["autograded_max"] = sum(
-            float(metadata["points"]) for metadata in graded if not metadata.get("solution"))
+        graded = [cell.metadata.nbgrader for cell in nb.cells if utils.is_grade(cell)]
+        for part, by_hand in (("autograded", False), ("manual", True)):
+            cells = [metadata for metadata in graded if bool(metadata.get("solution")) == by_hand]
+            resources["nbgrader"][f"{part}_max"] = sum(float(cell["points"]) for cell in cells)
+            resources["nbgrader"][f"{part}_score"] = sum(float(cell.get("score") or 0)
+                                                         for cell in cells)
         return nb, resources
 
     def preprocess_cell(self, cell, resources, cell_index):
