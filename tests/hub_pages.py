@@ -18,7 +18,7 @@ COURSE = "hubtest"
 INSTRUCTOR, STUDENT_A, STUDENT_B = "hubtest-teach", "hubtest-a", "hubtest-b"
 ROLES = {INSTRUCTOR: "instructor", STUDENT_A: "student", STUDENT_B: "student"}
 PASSWORDS = {name: f"dummy-{name}-password" for name in ROLES}  # the test's only
-CORRECT = REPO_ROOT / "autograder" / "submissions" / "correct" / "ddim.ipynb"
+CORRECT = REPO_ROOT / "autograder" / "samples" / "submissions" / "correct" / "ddim.ipynb"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_S = 120
 
