@@ -11,6 +11,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from diffusion_course.lean_imports import skip_unused_optional_imports  # noqa: E402
+
+skip_unused_optional_imports()  # as the kit's own processes do (diffusion_course/lean_imports.py)
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
 

@@ -16,7 +16,6 @@ and the grading run reports FAILED (grader error) and grades the student again.
 import atexit
 import json
 import os
-import sys
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -28,6 +27,7 @@ from traitlets import Bool
 from autograder import GRADER_ERROR_FILE, TEST_CELLS, VERDICTS_FILE, records_folder
 from autograder.errors import GraderError
 from autograder.intake.notebook_reader import function_programs
+from diffusion_course.lean_imports import skip_unused_optional_imports
 
 JUDGING = "autograder_judging"  # the key of the running judgement in nbconvert's resources
 # How long nbgrader's exit waits for a judge still running (after the notebook itself failed):
@@ -50,9 +50,9 @@ def _grade_in_background(programs):
 
     def run():
         try:
-            # as in the runner (runner/launch.py): TensorFlow's optional JAX import is 15% of
-            # its start-up, and nothing in a grading process uses JAX
-            sys.modules.setdefault("jax", None)
+            # as in the runner (runner/launch.py): a third of Keras's start-up is optional
+            # imports that nothing here uses
+            skip_unused_optional_imports()
             from autograder import judge
             from autograder.assignment.solution_cells import setup_source
 

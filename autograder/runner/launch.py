@@ -34,10 +34,11 @@ AUTOGRADER = Path(__file__).resolve().parents[1]
 REPO_ROOT = AUTOGRADER.parent
 # what the runner may see of the repository: this folder, the package marker and the library
 VISIBLE = (AUTOGRADER / "__init__.py", AUTOGRADER / "runner", LIBRARY)
-# `sys.modules["jax"] = None`: TensorFlow's tf.lite imports JAX when it is installed (for a
-# converter the runner never uses), which is 15% of the TensorFlow start-up; the runner is on the
-# TensorFlow backend, so `import jax` fails in it
-BOOT = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); sys.modules['jax'] = None; "
+# skip_unused_optional_imports: Keras on TensorFlow imports scikit-learn, JAX and matplotlib
+# only because they are installed, a third of its start-up (diffusion_course/lean_imports.py)
+BOOT = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
+        "from diffusion_course.lean_imports import skip_unused_optional_imports; "
+        "skip_unused_optional_imports(); "
         "from autograder.runner.student_runner import main; main()")
 MAX_MESSAGE_BYTES = 512 * 2**20  # the full profile's weights are about 40 MiB
 STDERR_TAIL_BYTES = 64 * 2**10
