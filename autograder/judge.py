@@ -224,27 +224,39 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
         trainings.start(setup_source(), _solution_programs(config))
         expected = solution_outputs(config, evaluator.cache.folder)
         untrained = evaluator.untrained_metrics()
-
-        verdicts, passed = _unit_verdicts(units_run, config, programs, expected)
-        training_programs = {name: programs[name] if passed[name] else
-                             _solution_programs(config)[name] for name in FUNCTION_NAMES}
-        if training_programs != programs:
-            trainings.cancel(preamble, programs)
-        if not any(passed.values()):
-            verdicts[TRAINING_TEST_CELL] = Verdict(
-                False, 0.0, "training: none of your three functions passed its test, so there "
-                            "is nothing of yours to train. Fix them first.")
-            return verdicts
-        solution = _solution_metrics(trainings, config)
+        if speculative:
+            # TensorFlow's import and the KID encoder, while the runner trains (only now: the
+            # untrained model above is built from seeded weights that a thread would race)
+            evaluator.prepare_in_background()
         try:
-            student = trainings.metrics(preamble, training_programs, "your",
-                                        secret=not all(passed.values()))
-        except Unusable as problem:
-            verdicts[TRAINING_TEST_CELL] = Verdict(False, 0.0, f"training: {problem}")
-            return verdicts
-        verdicts[TRAINING_TEST_CELL] = judge_training(student, solution, untrained, budget,
-                                                      functions_used(passed))
+            return _judge(units_run, trainings, config, preamble, programs, expected,
+                          untrained, budget)
+        finally:
+            evaluator.finish_preparing()
+
+
+def _judge(units_run, trainings, config, preamble, programs, expected, untrained, budget):
+    """The verdicts of the four test cells, once the runners report (see `grade`)."""
+    verdicts, passed = _unit_verdicts(units_run, config, programs, expected)
+    training_programs = {name: programs[name] if passed[name] else
+                         _solution_programs(config)[name] for name in FUNCTION_NAMES}
+    if training_programs != programs:
+        trainings.cancel(preamble, programs)
+    if not any(passed.values()):
+        verdicts[TRAINING_TEST_CELL] = Verdict(
+            False, 0.0, "training: none of your three functions passed its test, so there "
+                        "is nothing of yours to train. Fix them first.")
         return verdicts
+    solution = _solution_metrics(trainings, config)
+    try:
+        student = trainings.metrics(preamble, training_programs, "your",
+                                    secret=not all(passed.values()))
+    except Unusable as problem:
+        verdicts[TRAINING_TEST_CELL] = Verdict(False, 0.0, f"training: {problem}")
+        return verdicts
+    verdicts[TRAINING_TEST_CELL] = judge_training(student, solution, untrained, budget,
+                                                  functions_used(passed))
+    return verdicts
 
 
 def _solution_metrics(trainings, config):

@@ -61,8 +61,8 @@ def test_the_training_verdict_fails_an_untrained_model_and_a_stopped_run(grade_s
         assert not verdict.passed and verdict.score_fraction == 0.0
         assert "the noise MAE should be below" in verdict.message
         assert "the KID should be within" in verdict.message
-    # stopped after 40 of its 150 steps: its noise MAE already passes (measured 0.42), its KID
-    # (8.8 against the reference's 1.1) does not
+    # stopped after 40 of its 150 steps: its noise MAE already passes (measured 0.45), its KID
+    # (8.1 against the reference's 0.85) does not
     short, _ = measured_runs(grade_submission.cache_dir, steps=40)
     assert short["noise_mae"] < budget.max_noise_mae
     verdict = judge_training(short, reference, untrained, budget, "your functions")
@@ -81,8 +81,8 @@ def test_a_mistake_no_probe_sees_fails_the_training_of_the_students_own_function
 
 
 # rounds the times to 10 discrete steps, as DDPM's discrete timesteps would: it equals the
-# reference on every tenth of the time axis, and its 150-step training run measured better than
-# the reference's (KID 1.03 against 1.13, noise MAE 0.247 against 0.221), so the training
+# reference on every tenth of the time axis, and its 150-step training run measured about as
+# well as the reference's (KID 0.78 against 0.85, noise MAE 0.311 against 0.281), so the training
 # verdict's margins let it through; only probe times between the tenths catch it
 DISCRETE_SCHEDULE = solution_sources()["diffusion_schedule"].replace(
     'diffusion_times = ops.cast(diffusion_times, "float32")',
@@ -95,3 +95,31 @@ def test_a_schedule_right_only_on_the_tenths_fails_its_test(grade_submission):
     schedule = verdicts["test_diffusion_schedule"]
     assert not schedule.passed and "should follow the cosine schedule" in schedule.message
     assert verdicts["test_denoise"].passed and verdicts["test_reverse_diffusion"].passed
+
+
+# ---- the measurement measures the model that was trained ------------------------------------
+
+def test_loaded_weights_are_measured_as_the_model_they_came_from(tmp_path):
+    """The weights a runner sends, normaliser statistics included, measure exactly as the model
+    they came from, and one evaluator measures two runs as two fresh ones would (it loads every
+    run into the same model)."""
+    import keras
+
+    from autograder.assignment.solution import SolutionDiffusionModel
+    from diffusion_course.synthetic import synthetic_flowers
+
+    config, budget = training_setup(DDIMConfig.from_profile("quick"))
+    models = []
+    for seed, scale in ((1, 1.0), (2, 0.5)):  # two runs whose normalisers differ
+        keras.utils.set_random_seed(seed)
+        model = SolutionDiffusionModel(config, seed=seed)
+        model.adapt_normalizer(synthetic_flowers(64, config.image_size, seed) * scale)
+        models.append(model)
+    weights = [{part: [np.asarray(array) for array in network.get_weights()]
+                for part, network in model.checkpoint_parts().items()} for model in models]
+    measured_as_sent = [Evaluator(config, budget, 0, tmp_path).metrics(model) for model in models]
+    assert measured_as_sent[0] != measured_as_sent[1]
+    one_evaluator = Evaluator(config, budget, 0, tmp_path)
+    one_evaluator.prepare_in_background()
+    assert [one_evaluator.weights_metrics(sent) for sent in weights] == measured_as_sent
+    one_evaluator.finish_preparing()

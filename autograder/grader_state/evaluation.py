@@ -10,6 +10,7 @@ solution functions, so the measurement uses the solution's sampler whatever the 
 """
 
 import dataclasses
+import threading
 
 import numpy as np
 
@@ -32,6 +33,17 @@ class UnusableWeights(ValueError):
     """The weights a runner sent do not fit the model (wrong parts, count, shape or dtype)."""
 
 
+def _load_weights(network, arrays):
+    """`network.set_weights(arrays)`, and what Keras's own loading does besides: a Normalization
+    layer computes the mean and variance it applies from its weights in `finalize_state`, which
+    `set_weights` does not call (without it, the loaded normaliser kept applying mean 0 and
+    variance 1: every trained model was measured on wrongly scaled images)."""
+    network.set_weights(arrays)
+    for layer in network.layers:
+        if hasattr(layer, "finalize_state"):
+            layer.finalize_state()
+
+
 class Evaluator:
     """Measures models for one configuration, budget and seed; caches what it can."""
 
@@ -48,18 +60,48 @@ class Evaluator:
         self.noises = rng.standard_normal(image_shape).astype("float32")
         self.diffusion_times = rng.uniform(size=(image_shape[0], 1, 1, 1)).astype("float32")
         self.features = kid_feature_kind()
-        self._encoder = None
         self.code_hash = code_hash(SOLUTION_SOURCE_FILES)
+        self._tools = None
+        self._tools_lock = threading.Lock()
+        self._preparing = None
 
-    @property
-    def encoder(self):
-        """Built on first use: a submission whose metrics are all cached never needs it."""
-        if self._encoder is None:
-            from diffusion_course.kid import make_encoder
+    def _measuring_tools(self):
+        """(KID encoder, the held-out images' features, a solution model to load weights into).
 
-            self._encoder = make_encoder(self.features, self.config.image_size)
-            self.real_features = self._encoder.predict(self.held_out_images, verbose=0)
-        return self._encoder
+        Built on first use: a submission whose metrics are all cached never needs them (nor
+        TensorFlow)."""
+        with self._tools_lock:
+            if self._tools is None:
+                from autograder.assignment.solution import SolutionDiffusionModel
+                from diffusion_course.kid import make_encoder
+
+                encoder = make_encoder(self.features, self.config.image_size)
+                real_features = encoder.predict(self.held_out_images, verbose=0)
+                self._tools = (encoder, real_features,
+                               SolutionDiffusionModel(self.config, seed=self.seed))
+            return self._tools
+
+    def prepare_in_background(self):
+        """Builds the measuring tools (TensorFlow's import included, about 4 CPU seconds) in a
+        thread, while a runner trains: the measurement after the run then starts at once.
+        Call it only when nothing else in this process builds models meanwhile (their seeded
+        initial weights would race); `finish_preparing` waits for it."""
+        if self._preparing is None:
+            self._preparing = threading.Thread(target=self._prepare, name="evaluator",
+                                               daemon=True)
+            self._preparing.start()
+
+    def _prepare(self):
+        try:
+            self._measuring_tools()
+        except Exception:  # noqa: BLE001 - the measurement builds them again and raises
+            pass
+
+    def finish_preparing(self):
+        """Waits for the thread of `prepare_in_background`: a process must not exit while
+        TensorFlow runs in a thread (it aborts)."""
+        if self._preparing is not None:
+            self._preparing.join()
 
     def description(self, run):
         """What a cache entry is the measurement of: the run and everything it depends on."""
@@ -81,7 +123,7 @@ class Evaluator:
         from autograder.runner.stand_ins import to_numpy
         from diffusion_course.kid import kernel_inception_distance
 
-        encoder = self.encoder
+        encoder, real_features, _ = self._measuring_tools()
         images = model.normalize(self.held_out_images)
         noise_rates, signal_rates = model.diffusion_schedule(self.diffusion_times)
         # x = s·x0 + n·ε, the forward process in closed form (DDIM eq. 4)
@@ -92,14 +134,14 @@ class Evaluator:
             len(self.initial_noise), self.config.kid_diffusion_steps,
             initial_noise=ops.convert_to_tensor(self.initial_noise))
         generated_features = encoder.predict(to_numpy(generated_images), verbose=0)
-        kid = float(to_numpy(kernel_inception_distance(self.real_features, generated_features)))
+        kid = float(to_numpy(kernel_inception_distance(real_features, generated_features)))
         return {"noise_mae": noise_mae, "kid": kid, "features": encoder.feature_name}
 
     def weights_metrics(self, weights):
-        """The metrics of a runner's weights {part: [arrays]} (UnusableWeights if they misfit)."""
-        from autograder.assignment.solution import SolutionDiffusionModel
+        """The metrics of a runner's weights {part: [arrays]} (UnusableWeights if they misfit).
 
-        model = SolutionDiffusionModel(self.config, seed=self.seed)
+        They are loaded into one solution model, whose every weight they replace."""
+        model = self._measuring_tools()[2]
         parts = model.checkpoint_parts()
         if not isinstance(weights, dict) or set(weights) != set(parts):
             raise UnusableWeights(f"expected the parts {sorted(parts)}")
@@ -112,7 +154,7 @@ class Evaluator:
                 if (not isinstance(array, np.ndarray) or array.shape != solution.shape
                         or array.dtype != solution.dtype):
                     raise UnusableWeights(f"{name}: an array does not fit the network")
-            network.set_weights(arrays)
+            _load_weights(network, arrays)
         return self.metrics(model)
 
     def untrained_metrics(self):
