@@ -112,10 +112,14 @@ class _TrainingRuns:
     def _key(self, preamble, programs):
         return json.dumps(self._run(preamble, programs), sort_keys=True)
 
+    def cached(self, preamble, programs):
+        """Whether the metrics of these programs' run are cached."""
+        return self.evaluator.cached(self._run(preamble, programs)) is not None
+
     def needed(self, preamble, programs):
         """Whether these programs are neither cached nor running already."""
         return (self._key(preamble, programs) not in self.running
-                and self.evaluator.cached(self._run(preamble, programs)) is None)
+                and not self.cached(preamble, programs))
 
     def request(self, programs):
         """The "training" part of a runner request that trains these programs."""
@@ -224,10 +228,6 @@ def grade(functions, preamble, config=None, seed=0, timeout=None, cache_dir=None
         trainings.start(setup_source(), _solution_programs(config))
         expected = solution_outputs(config, evaluator.cache.folder)
         untrained = evaluator.untrained_metrics()
-        if speculative:
-            # TensorFlow's import and the KID encoder, while the runner trains (only now: the
-            # untrained model above is built from seeded weights that a thread would race)
-            evaluator.prepare_in_background()
         try:
             return _judge(units_run, trainings, config, preamble, programs, expected,
                           untrained, budget)
@@ -247,6 +247,11 @@ def _judge(units_run, trainings, config, preamble, programs, expected, untrained
             False, 0.0, "training: none of your three functions passed its test, so there "
                         "is nothing of yours to train. Fix them first.")
         return verdicts
+    if not trainings.cached(preamble, training_programs):
+        # TensorFlow's import and the KID encoder while the runner trains, not after it (not
+        # before the probes' verdicts either: a failed test cancels the speculative training,
+        # and the training of the solution's functions in their place is mostly cached)
+        trainings.evaluator.prepare_in_background()
     solution = _solution_metrics(trainings, config)
     try:
         student = trainings.metrics(preamble, training_programs, "your",

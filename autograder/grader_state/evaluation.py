@@ -84,8 +84,8 @@ class Evaluator:
     def prepare_in_background(self):
         """Builds the measuring tools (TensorFlow's import included, about 4 CPU seconds) in a
         thread, while a runner trains: the measurement after the run then starts at once.
-        Call it only when nothing else in this process builds models meanwhile (their seeded
-        initial weights would race); `finish_preparing` waits for it."""
+        Call it only once nothing else in this process builds a model from seeded weights
+        (`untrained_metrics`): the two would race for the seed. `finish_preparing` waits."""
         if self._preparing is None:
             self._preparing = threading.Thread(target=self._prepare, name="evaluator",
                                                daemon=True)
