@@ -204,7 +204,8 @@ def demo(tmp_path_factory):
     with open(out / "grade_table.csv") as table:
         rows = {row["student"]: row for row in csv.DictReader(table)}
     planted = set(planted_files(*PLANTED_LOOKUP_PLACES, REPO_ROOT, home, root / "cache", out))
-    return out, rows, second.stdout, interruption, planted - before
+    # what the instructor reads: the progress and the messages, on stdout and stderr
+    return out, rows, second.stdout + second.stderr, interruption, planted - before
 
 
 @pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
@@ -220,6 +221,15 @@ def test_ctrl_c_keeps_finished_work_and_a_rerun_grades_only_the_rest(demo):
     assert waiting and len(graded) >= 2, interrupted
     assert f"Resuming: {len(rows) - len(waiting)} of {len(rows)} students" in stdout
     assert not any(row["status"].startswith("NOT GRADED") for row in rows.values())
+
+
+@pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")
+def test_the_grading_run_prints_no_tensorflow_start_up_notices(demo):
+    # it starts TensorFlow once, to look for a GPU (the class's profile)
+    _, _, output, (_, interrupted_output, _), _ = demo
+    for run_output in (output, interrupted_output):
+        assert "absl::InitializeLog" not in run_output and "oneDNN" not in run_output, (
+            run_output[:2000])
 
 
 @pytest.mark.skipif(not sandbox_available(), reason="grading protection needs root on Linux")

@@ -11,7 +11,9 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
+import keras
 import numpy as np
 import pytest
 from judging import REPO_ROOT
@@ -40,14 +42,33 @@ def test_a_description_with_tuples_is_found_by_a_later_process(tmp_path):
     assert found.strip() == "{'kid': 0.9}"
 
 
-def test_keras_is_named_alike_before_and_after_its_import(monkeypatch):
-    """The cache keys name the Keras backend and version, without importing Keras when it is
-    not imported yet: both ways must give the same name, or no entry would ever be found."""
-    imported = keras_identity()
-    monkeypatch.delitem(sys.modules, "keras")
-    assert keras_identity() == imported
+def test_keras_is_named_as_keras_names_itself(monkeypatch):
+    """The cache keys name the Keras backend and version without asking Keras: the name must
+    be Keras's own, or no entry would ever be found."""
+    assert keras_identity() == {"backend": keras.backend.backend(), "keras": keras.__version__}
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert keras_identity()["backend"] == "jax"
+
+
+def test_keras_is_named_while_another_thread_imports_it():
+    """The judge prepares its measurement (importing Keras) in a thread while its own thread
+    reads the cache: naming Keras then must not touch the half-imported module (it raised
+    "partially initialized module 'keras' has no attribute 'backend'", a grader error)."""
+    script = textwrap.dedent(f"""
+        import sys, threading
+        sys.path[:0] = [{str(REPO_ROOT)!r}]
+        from autograder.grader_state.cache import keras_identity
+        importing = threading.Thread(target=lambda: __import__("keras"))
+        importing.start()
+        names = set()
+        while importing.is_alive():
+            names.add(keras_identity()["backend"])
+        print(sorted(names))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "['tensorflow']"
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -13,7 +13,6 @@ import importlib.metadata
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 from autograder.errors import GraderError
@@ -43,12 +42,12 @@ def code_hash(extra_files=()):
 
 def keras_identity():
     """{"backend", "keras"}: which Keras computes here, named without importing it (a grading
-    whose results are all cached starts no TensorFlow). The backend follows Keras's own rule:
-    $KERAS_BACKEND, else the "backend" of $KERAS_HOME/keras.json (~/.keras), else tensorflow."""
-    if "keras" in sys.modules:  # imported already: ask it
-        backend = sys.modules["keras"].backend.backend()
-    else:
-        backend = os.environ.get("KERAS_BACKEND") or _keras_json_backend() or "tensorflow"
+    whose results are all cached starts no TensorFlow). The backend follows the rule that Keras
+    follows when it is imported: $KERAS_BACKEND, else the "backend" of
+    $KERAS_HOME/keras.json (~/.keras), else tensorflow. Keras itself is never asked: while the
+    evaluator imports it in another thread (`Evaluator.prepare_in_background`),
+    `sys.modules["keras"]` is a half-made module."""
+    backend = os.environ.get("KERAS_BACKEND") or _keras_json_backend() or "tensorflow"
     return {"backend": backend, "keras": importlib.metadata.version("keras")}
 
 

@@ -39,6 +39,7 @@ from autograder.intake import collect, scanner
 from autograder.intake.collect import ASSIGNMENT, SubmissionsError
 from autograder.similarity import report as similarity_report
 from diffusion_course.config import default_profile
+from diffusion_course.quiet import quiet_tensorflow_startup
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MARKER = ".autograde-demo"  # only a folder this demo made is ever deleted by it
@@ -188,6 +189,8 @@ def run(arguments):
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # the profile that grades (quick without a GPU), decided once for the class: each student's
     # grading process would otherwise start TensorFlow only to ask for a GPU
+    if not os.environ.get("DIFFUSION_PROFILE"):
+        quiet_tensorflow_startup(probe_gpus=True)  # its start-up notices would open the output
     os.environ["DIFFUSION_PROFILE"] = default_profile()
     try:
         with course_lock(out):

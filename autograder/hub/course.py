@@ -89,7 +89,10 @@ if os.environ.get("AUTOGRADER_FORMGRADER"):
 def grader_environment(course_root):
     """The environment of the course's graders: the course folder, and what grading needs."""
     from diffusion_course.config import default_profile
+    from diffusion_course.quiet import quiet_tensorflow_startup
 
+    if not os.environ.get("DIFFUSION_PROFILE"):
+        quiet_tensorflow_startup(probe_gpus=True)  # TensorFlow's start-up notices say nothing
     environment = {name: os.environ[name] for name in PASSED_ON if name in os.environ}
     # the grading profile, decided here once: each grading would otherwise start TensorFlow
     # only to look for a GPU (as `python -m autograder grade` does, grading/demo.py)
