@@ -1,7 +1,8 @@
 """A leaner TensorFlow and Keras start-up: optional imports that this kit never uses, skipped.
 
-Importing Keras on the TensorFlow backend costs about 4.5 CPU seconds on a 2-core machine, and
-1.5 s of that goes to packages that are imported only because they are installed:
+Importing Keras on the TensorFlow backend (and the course's model) costs about 5 CPU seconds
+on a 2-core machine, and 1.9 s of that goes to packages that are imported only because they
+are installed:
 
 - scikit-learn (0.8 s): `keras.wrappers` defines scikit-learn estimators;
 - JAX (0.4 s, where it is installed): `tf.lite`'s converter can take JAX functions, and
