@@ -50,10 +50,20 @@ def grade_seconds(code_root, student, scratch, cache):
     subprocess.run([sys.executable, "-m", "autograder.demo", "--jobs", "1", "--submissions",
                     str(submissions), "--out", str(out)], check=True, cwd=code_root,
                    env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with open(out / "grade_table.csv") as table:
-        (row,) = list(csv.DictReader(table))
+    (row,) = graded_rows(out, code_root)
     shutil.rmtree(out, ignore_errors=True)
     return float(row["seconds"])
+
+
+def graded_rows(out, code_root):
+    """The run's grade table; a grader error stops the benchmark (its time means nothing)."""
+    with open(out / "grade_table.csv") as table:
+        rows = list(csv.DictReader(table))
+    faults = [row["student"] for row in rows if "grader error" in row["status"]]
+    if faults:
+        raise SystemExit(f"the code in {code_root} failed to grade {faults} (grader error): "
+                         f"see {out / 'logs'}")
+    return rows
 
 
 def class_seconds(code_root, students, scratch, cache, jobs):
@@ -69,7 +79,9 @@ def class_seconds(code_root, students, scratch, cache, jobs):
                     "--submissions", str(submissions), "--out", str(out)], check=True,
                    cwd=code_root, env=environment, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    return (time.monotonic() - started) / len(students)
+    seconds = (time.monotonic() - started) / len(students)
+    graded_rows(out, code_root)
+    return seconds
 
 
 def main():
