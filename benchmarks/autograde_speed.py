@@ -61,8 +61,8 @@ def graded_rows(out, code_root):
         rows = list(csv.DictReader(table))
     faults = [row["student"] for row in rows if "grader error" in row["status"]]
     if faults:
-        raise SystemExit(f"the code in {code_root} failed to grade {faults} (grader error): "
-                         f"see {out / 'logs'}")
+        raise SystemExit(f"the code in {code_root} failed to grade {faults} with a grader "
+                         "error; grade them with `python -m autograder demo` to see why")
     return rows
 
 
